@@ -8,7 +8,7 @@ error bodies, and serves *real* reference rates: the ECB series bundled inside t
 Endpoints (base path ``/api/``), as documented at docs.openexchangerates.org:
 
 - ``GET /api/currencies.json``: ISO 4217 code -> name from ``pycountry``, sorted by code. Needs no
-  app id (free, as at OXR).
+  app id (free, as at OXR); an app id that is sent must be valid (401 invalid_app_id).
 - ``GET /api/latest.json``: most recent ECB business day; ``timestamp`` = now truncated to the hour.
 - ``GET /api/historical/YYYY-MM-DD.json``: rates of that day, or of the nearest earlier ECB
   business day for weekends/holidays (the first ECB day for 1999-01-01..1999-01-03);
@@ -606,9 +606,13 @@ class OXRSandbox:
         known = is_rates or path in ("/api/currencies.json", "/api/usage.json")
         if method != "GET" or not known:
             return _error(404, "not_found")
-        if path == "/api/currencies.json":
-            return _json_response(200, currencies())
         app_id = self._app_id(query, headers)
+        if path == "/api/currencies.json":
+            # Free and open, but an app id that is sent must be valid: a wrong key is caught by
+            # the first call a pipeline makes instead of slipping through on the free endpoint.
+            if app_id is not None and app_id not in self._app_ids:
+                return _error(401, "invalid_app_id")
+            return _json_response(200, currencies())
         if app_id is None:
             return _error(401, "missing_app_id")
         if app_id not in self._app_ids:

@@ -1,0 +1,169 @@
+"""One client for the Open Exchange Rates API, used by every OXR source.
+
+- The app id travels only in the `Authorization: Token` header: never in a URL, so it cannot
+  leak through request logs or exception messages that quote URLs.
+- Failures are classified from OXR's status and JSON body
+  (`{"error": true, "status", "message", "description"}`). Permanent ones (bad or missing app
+  id, quota used up, plan lacks the endpoint, bad base, unknown path) raise `OXRPermanentError`
+  at once with a one-line fix; dlt's HTTP retry is told not to repeat them and the flows' retry
+  policy does not either.
+- Transient ones (timeouts, dropped or truncated connections, 5xx, a 429 that is a rate limit
+  rather than `not_allowed`) are retried by dlt's requests client, honouring `Retry-After`,
+  with the attempts and backoff of dlt's `[runtime] request_*` settings.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from typing import Any
+
+from dlt.sources.helpers.requests import Client, Response
+from requests.exceptions import (
+    ChunkedEncodingError,
+    ConnectionError,
+    ContentDecodingError,
+    RequestException,
+    Timeout,
+)
+
+from sources.errors import PermanentSourceError, TransientSourceError
+
+DEFAULT_BASE_URL = "https://openexchangerates.org/api/"
+API_KEY_ENV_FALLBACK = "OXR_APP_ID"
+_KEY_HELP = (
+    "set SOURCES__OPEN_EXCHANGE_RATES__API_KEY (or OXR_APP_ID), or api_key under "
+    "[sources.open_exchange_rates] in .dlt/secrets.toml"
+)
+
+# What to tell the operator for each permanent OXR error code.
+_PERMANENT_FIXES: dict[str, str] = {
+    "missing_app_id": f"no app id was sent: {_KEY_HELP}",
+    "invalid_app_id": (
+        f"the app id was rejected: check it on your OXR account page, then {_KEY_HELP}"
+    ),
+    "access_restricted": (
+        "access is restricted for this app id (monthly quota used up, or the account is "
+        "suspended): check usage.json or the account page, wait for the quota to reset or "
+        "upgrade the plan"
+    ),
+    "not_allowed": (
+        "the app id's plan does not include this endpoint or option: upgrade the plan "
+        "or stop calling it"
+    ),
+    "invalid_base": (
+        "the requested base currency is not available: use a base from currencies.json "
+        "(USD on the free plan)"
+    ),
+    "not_found": "no such endpoint or date: check base_url and the requested path",
+}
+_PERMANENT_STATUS_CODES = {400, 401, 403, 404}
+
+
+class OXRPermanentError(PermanentSourceError):
+    """OXR refused the request for a reason retrying cannot fix."""
+
+    def __init__(self, endpoint: str, status: int, code: str, fix: str) -> None:
+        self.endpoint, self.status, self.code = endpoint, status, code
+        super().__init__(f"Open Exchange Rates {endpoint}: HTTP {status} {code}: {fix}.")
+
+
+class OXRTransientError(TransientSourceError):
+    """OXR or the network failed in a way that may pass; retried by the policy."""
+
+
+def resolve_api_key(api_key: str | None) -> str:
+    """The configured app id, or `OXR_APP_ID`, or a permanent error that says how to set one."""
+    key = api_key or os.environ.get(API_KEY_ENV_FALLBACK)
+    if not key:
+        raise OXRPermanentError(
+            "configuration", 401, "missing_app_id", _PERMANENT_FIXES["missing_app_id"]
+        )
+    return str(key)
+
+
+def _error_code(response: Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict):
+        return str(body.get("message") or "")
+    return ""
+
+
+def _is_transient_response(response: Response | None, exception: BaseException | None) -> bool:
+    """dlt retry predicate: 5xx, and 429 unless OXR says the plan does not allow the request."""
+    if response is None:
+        return False
+    if response.status_code >= 500:
+        return True
+    return response.status_code == 429 and _error_code(response) != "not_allowed"
+
+
+class OpenExchangeRatesClient:
+    """Thin, retrying, classifying access to the OXR endpoints our sources use."""
+
+    def __init__(self, api_key: str, base_url: str = DEFAULT_BASE_URL) -> None:
+        self.base_url = base_url.rstrip("/") + "/"
+        self._http = Client(
+            raise_for_status=False,
+            status_codes=(),  # retries are decided by _is_transient_response alone
+            exceptions=(Timeout, ConnectionError, ChunkedEncodingError, ContentDecodingError),
+            retry_condition=_is_transient_response,
+            respect_retry_after_header=True,
+            session_attrs={"headers": {"Authorization": f"Token {api_key}"}},
+        )
+        # Attempts, backoff and timeout come from dlt's [runtime] request_* settings.
+        self._http.configure()
+
+    def get_json(self, endpoint: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        """GET `endpoint` (e.g. `latest.json`) and return its JSON body, or raise classified."""
+        try:
+            response = self._http.get(self.base_url + endpoint, params=params)
+        except RequestException as exc:
+            raise OXRTransientError(
+                f"Open Exchange Rates {endpoint}: {type(exc).__name__} after retries; "
+                "check the network or base_url, the run will be retried"
+            ) from None
+        return self._classify(endpoint, response)
+
+    def _classify(self, endpoint: str, response: Response) -> dict[str, Any]:
+        status = response.status_code
+        if status == 200:
+            try:
+                body = response.json()
+            except ValueError:
+                raise OXRTransientError(
+                    f"Open Exchange Rates {endpoint}: HTTP 200 with a body that is not JSON "
+                    "(truncated?); the run will be retried"
+                ) from None
+            if not isinstance(body, dict):
+                raise OXRTransientError(f"Open Exchange Rates {endpoint}: unexpected body shape")
+            return body
+        code = _error_code(response) or f"http_{status}"
+        if code in _PERMANENT_FIXES or (status in _PERMANENT_STATUS_CODES):
+            fix = _PERMANENT_FIXES.get(
+                code, "the request was refused; check the description at OXR"
+            )
+            raise OXRPermanentError(endpoint, status, code, fix)
+        raise OXRTransientError(
+            f"Open Exchange Rates {endpoint}: HTTP {status} {code} after retries; "
+            "the run will be retried"
+        )
+
+    def currencies(self) -> dict[str, str]:
+        """`currencies.json`: code -> name (free, not counted against the quota)."""
+        return {str(k): str(v) for k, v in self.get_json("currencies.json").items()}
+
+    def latest(self) -> dict[str, Any]:
+        """`latest.json`: the most recent rates against USD."""
+        return self.get_json("latest.json")
+
+    def historical(self, day: date) -> dict[str, Any]:
+        """`historical/YYYY-MM-DD.json`: the end-of-day rates of one UTC day."""
+        return self.get_json(f"historical/{day.isoformat()}.json")
+
+    def usage(self) -> dict[str, Any]:
+        """`usage.json`: plan and quota of the app id (free, not counted)."""
+        return self.get_json("usage.json")
