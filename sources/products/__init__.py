@@ -1,0 +1,151 @@
+"""The application's products audit log (`raw_data.products` in PostgreSQL) as a dlt source.
+
+One resource, `products`: incremental on `valid_ts`, primary key `audit_id` (merge).
+
+Cursor boundary, the dlt way:
+- `range_start="closed"` re-reads rows equal to the last cursor value, so rows sharing the
+  cursor's timestamp that committed after the previous run are not lost;
+- `lag=lookback` re-reads a window behind the cursor, so rows that commit late with a
+  `valid_ts` just behind it are not lost either. With a lag dlt turns off its own boundary
+  de-duplication: the merge on `audit_id` at the destination makes the re-read idempotent.
+- the cursor only advances with the load package that carries the rows (dlt state).
+
+Timestamps: PostgreSQL `timestamp` (no zone) holds UTC wall-clock time in the application.
+The Arrow column is re-labelled UTC (metadata only, values unchanged), so the warehouse gets a
+zone-aware timestamp and the cursor is an aware UTC datetime; the query compares in UTC.
+
+Configuration (`[sources.products]`, env `SOURCES__PRODUCTS__<KEY>`):
+    credentials   PostgreSQL DSN (secret)
+    schema_name   default "raw_data"
+    table_name    default "products"
+    lookback      re-read window behind the cursor: seconds or "90s", "15m", "1h", "1d";
+                  default "1h"
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import dlt
+import pyarrow as pa
+from dlt.common.configuration.specs import ConnectionStringCredentials
+from dlt.sources import DltResource
+
+from sources.errors import PermanentSourceError
+from sources.products.postgres import (
+    PostgresConfigurationError,
+    PostgresUnavailableError,
+    connect,
+    endpoint_of,
+    quote_identifier,
+    stream_batches,
+    table_exists,
+    timestamp_literal,
+)
+
+__all__ = [
+    "CURSOR_COLUMN",
+    "PRIMARY_KEY",
+    "RESOURCE_NAME",
+    "PostgresConfigurationError",
+    "PostgresUnavailableError",
+    "parse_lookback",
+    "products_source",
+]
+
+RESOURCE_NAME = "products"
+CURSOR_COLUMN = "valid_ts"
+PRIMARY_KEY = "audit_id"
+DEFAULT_SCHEMA = "raw_data"
+DEFAULT_TABLE = "products"
+DEFAULT_LOOKBACK = "1h"
+
+COLUMN_HINTS: dict[str, dict[str, Any]] = {
+    PRIMARY_KEY: {"data_type": "bigint", "nullable": False, "primary_key": True},
+    CURSOR_COLUMN: {"data_type": "timestamp", "timezone": True, "precision": 6},
+}
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_lookback(value: str | float | int) -> float:
+    """Seconds from `3600`, `"3600"`, `"90s"`, `"15m"`, `"1h"` or `"1d"`."""
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(value).lower())
+        if not match:
+            raise PermanentSourceError(
+                f"[sources.products] lookback={value!r} is not a duration: use seconds or a "
+                "number with s, m, h or d (e.g. '1h')."
+            )
+        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if seconds < 0:
+        raise PermanentSourceError("[sources.products] lookback must not be negative.")
+    return seconds
+
+
+def _as_utc(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Label `valid_ts` as UTC and mark `audit_id` non-null, matching the column hints.
+
+    Both are metadata changes; no values are rewritten. Other columns pass through as-is, so a
+    new or retyped column reaches dlt's schema (and its contract) unchanged.
+    """
+    fields = []
+    for field in batch.schema:
+        if field.name == CURSOR_COLUMN and pa.types.is_timestamp(field.type):
+            field = pa.field(CURSOR_COLUMN, pa.timestamp(field.type.unit, tz="UTC"))
+        elif field.name == PRIMARY_KEY:
+            field = field.with_nullable(False)
+        fields.append(field.remove_metadata())
+    target = pa.schema(fields)
+    return batch if batch.schema.equals(target) else batch.cast(target)
+
+
+@dlt.source(name="products", section="products", max_table_nesting=0)
+def products_source(
+    credentials: ConnectionStringCredentials = dlt.secrets.value,
+    schema_name: str = DEFAULT_SCHEMA,
+    table_name: str = DEFAULT_TABLE,
+    lookback: str = DEFAULT_LOOKBACK,
+) -> DltResource:
+    """The products audit log, incremental on `valid_ts`, merged on `audit_id`."""
+    dsn = credentials.to_native_representation()
+    lag = parse_lookback(lookback)
+    endpoint = endpoint_of(dsn)
+    source_table = f"{quote_identifier(schema_name)}.{quote_identifier(table_name)}"
+
+    @dlt.resource(
+        name=RESOURCE_NAME,
+        primary_key=PRIMARY_KEY,
+        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+        columns=COLUMN_HINTS,
+    )
+    def products(
+        valid_ts: dlt.sources.incremental[datetime] = dlt.sources.incremental(  # noqa: B008
+            CURSOR_COLUMN,
+            lag=lag,
+            range_start="closed",
+            # rows without a valid_ts can only arrive with a full load; keep them
+            on_cursor_value_missing="include",
+        ),
+    ) -> Iterator[pa.RecordBatch]:
+        start = valid_ts.start_value  # already moved back by the lag
+        query = f"SELECT * FROM {source_table}"
+        if start is not None:
+            query += f" WHERE {quote_identifier(CURSOR_COLUMN)} >= {timestamp_literal(start)}"
+        with connect(dsn) as connection:
+            if not table_exists(connection, schema_name, table_name):
+                raise PostgresConfigurationError(
+                    f"Table {schema_name}.{table_name} does not exist in {endpoint}. Create it "
+                    "(local: python -m local_stack.products_data seed) or point "
+                    "[sources.products] schema_name/table_name at the audit log table."
+                )
+            for batch in stream_batches(connection, query, endpoint):
+                if batch.num_rows:
+                    yield _as_utc(batch)
+
+    return products
