@@ -51,6 +51,9 @@ def configure_runtime() -> None:
     os.environ.setdefault("DLT_DATA_DIR", str(dlt_dir))
     os.environ.setdefault("DLT_LOCAL_DIR", str(dlt_dir / "local"))
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    from pipelines.secrets_manager import register_if_enabled
+
+    register_if_enabled()
 
 
 def pipelines_dir() -> str:

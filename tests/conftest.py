@@ -24,7 +24,7 @@ os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.3")
 os.environ.setdefault("RUNTIME__REQUEST_BACKOFF_FACTOR", "0.05")
 os.environ.setdefault("RUNTIME__REQUEST_MAX_RETRY_DELAY", "2")
 
-from local_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID, OXRSandbox  # noqa: E402
+from local_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID, OXRSandbox
 
 SANDBOX_APP_ID = DEFAULT_SANDBOX_APP_ID
 

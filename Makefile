@@ -1,0 +1,14 @@
+.PHONY: demo test down bench
+
+demo:  ## set up and run the main job on the local default
+	scripts/demo.sh
+
+test:  ## set up and run the test suite
+	scripts/test.sh
+
+down:  ## stop the local stack (data stays in .data)
+	.venv/bin/data-pipelines down
+
+bench:  ## benchmarks: print figures, not pass/fail
+	.venv/bin/python -m benchmarks.bench_exchange_rates
+	.venv/bin/python -m benchmarks.bench_products

@@ -1,0 +1,300 @@
+"""`data-pipelines`: the operator's own verbs. Prefect's and dlt's CLIs stay theirs.
+
+Run `data-pipelines --help` for the manual, `data-pipelines COMMAND --help` for one verb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+DESCRIPTION = """\
+data-pipelines: dlt pipelines (Open Exchange Rates, the PostgreSQL products audit log) into a
+warehouse, orchestrated by Prefect.
+
+Environments: DATA_PIPELINES_ENV=local (default: DuckDB files and a bucket folder under
+DATA_PIPELINES_DATA_DIR, default ./.data) or production (Snowflake and S3, credentials from
+dlt config: .dlt/secrets.toml, environment variables, AWS Secrets Manager).
+
+Typical local session:
+  data-pipelines demo            bring the stack up, run all five deployments once, summarise
+  source .data/stack.env         then use Prefect's own CLI as usual:
+  prefect deployment run exchange-rates-daily/production
+  prefect flow-run ls --limit 5
+  data-pipelines query "select count(*) from DLT.OPEN_EXCHANGE_RATES.CURRENCIES"
+  data-pipelines down            stop everything (data stays in .data)
+"""
+
+DEPLOYMENTS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("currencies-weekly/production", {}),
+    ("exchange-rates-daily/production", {}),
+    ("exchange-rates-backfill/production", {"start_date": "2026-01-01", "end_date": "2026-01-07"}),
+    ("products-daily/production", {}),
+    ("products-full-refresh/production", {}),
+)
+
+
+def _print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+# ---- stack -------------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from local_stack import stack
+
+    running = stack.up()
+    _print_stack(running)
+    return 0
+
+
+def _print_stack(running: Any) -> None:
+    from local_stack.stack import shell_env_file
+
+    print(f"Prefect UI:      {running.prefect_ui_url}")
+    print(f"Prefect API:     {running.prefect_api_url}")
+    print(f"OXR API:         {running.oxr_base_url}")
+    print(f"PostgreSQL:      {running.postgres_address}")
+    for note in running.notes:
+        print(f"Note: {note}")
+    print(f"Shell setup:     source {shell_env_file()}")
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from local_stack import stack
+
+    stopped = stack.down()
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from local_stack import stack
+
+    _print_table(["service", "status"], sorted(stack.status().items()))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job: stack up, each deployment once, wait, one summary table."""
+    from local_stack import stack
+
+    started = time.monotonic()
+    print("Starting the local stack (first start takes about a minute)...", flush=True)
+    running = stack.up()
+    print(f"Stack up in {time.monotonic() - started:.0f}s. Triggering the five deployments.")
+    results = _run_deployments(running.prefect_api_url, DEPLOYMENTS, timeout=args.timeout)
+    print()
+    _print_table(
+        ["deployment", "state", "duration", "flow run"],
+        [(name, state, f"{secs:.0f}s", run_id) for name, state, secs, run_id in results],
+    )
+    print()
+    _print_warehouse_counts()
+    print()
+    _print_stack(running)
+    print(f"Finished in {time.monotonic() - started:.0f}s.")
+    print("Stop with `data-pipelines down`; run again with the same command (idempotent).")
+    return 0 if all(state == "Completed" for _, state, _, _ in results) else 1
+
+
+def _run_deployments(
+    api_url: str, deployments: Sequence[tuple[str, dict[str, Any]]], timeout: float
+) -> list[tuple[str, str, float, str]]:
+    import os
+
+    os.environ["PREFECT_API_URL"] = api_url
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    runs = {}
+    for name, parameters in deployments:
+        flow_run = run_deployment(name=name, parameters=parameters, timeout=0)
+        runs[name] = (flow_run.id, time.monotonic())
+        print(f"  triggered {name} (flow run {flow_run.id})", flush=True)
+    finished: dict[str, tuple[str, float, str]] = {}
+    deadline = time.monotonic() + timeout
+    last_report = 0.0
+    with get_client(sync_client=True) as client:
+        while len(finished) < len(runs) and time.monotonic() < deadline:
+            for name, (run_id, t0) in runs.items():
+                if name in finished:
+                    continue
+                state = client.read_flow_run(run_id).state
+                if state is not None and state.is_final():
+                    finished[name] = (state.name, time.monotonic() - t0, str(run_id))
+                    print(f"  {name}: {state.name}", flush=True)
+            if time.monotonic() - last_report > 15:
+                print(f"  {len(finished)}/{len(runs)} finished...", flush=True)
+                last_report = time.monotonic()
+            time.sleep(1)
+        for name, (run_id, t0) in runs.items():
+            if name not in finished:
+                state = client.read_flow_run(run_id).state
+                finished[name] = (
+                    f"{state.name if state else 'Unknown'} (timed out)",
+                    time.monotonic() - t0,
+                    str(run_id),
+                )
+    return [(name, *finished[name]) for name, _ in deployments]
+
+
+def _print_warehouse_counts() -> None:
+    from local_stack.warehouse import LOCAL_TABLES, table_counts, warehouse_files
+
+    counts = table_counts()
+    _print_table(["table", "rows"], [(t, counts.get(t, "missing")) for t in LOCAL_TABLES])
+    print()
+    print("Where the data is: " + ", ".join(str(p) for p in warehouse_files()))
+    print('Query it: data-pipelines query "select * from DLT.OPEN_EXCHANGE_RATES.CURRENCIES"')
+
+
+# ---- pipelines -----------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    flows: dict[str, Callable[[], Any]] = {}
+    if args.pipeline == "currencies":
+        from flows.currencies import currencies_weekly_flow
+
+        flows["currencies"] = currencies_weekly_flow
+    elif args.pipeline == "exchange-rates":
+        from flows.exchange_rates import exchange_rates_daily_flow
+
+        flows["exchange-rates"] = exchange_rates_daily_flow
+    elif args.pipeline == "products":
+        from flows.products import products_daily_flow, products_full_refresh_flow
+
+        flows["products"] = products_full_refresh_flow if args.full_refresh else products_daily_flow
+    result = flows[args.pipeline]()
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from flows.exchange_rates import exchange_rates_backfill_flow
+
+    result = exchange_rates_backfill_flow(start_date=args.start_date, end_date=args.end_date)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_simulate_day(args: argparse.Namespace) -> int:
+    from local_stack import postgres, products_data
+
+    dsn = args.dsn or postgres.ensure_running().dsn
+    counts = products_data.simulate_day(dsn)
+    print(json.dumps(counts, indent=2, default=str))
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from local_stack.warehouse import query
+
+    columns, rows = query(args.sql)
+    _print_table(columns, rows)
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    if args.target == "prefect":
+        from infra import prefect_setup
+
+        for line in prefect_setup.ensure_work_pools():
+            print(line)
+        if args.git_repository:
+            for line in prefect_setup.ensure_git_settings(
+                args.git_repository, args.git_branch, args.git_token
+            ):
+                print(line)
+        return 0
+    from infra import snowflake
+
+    return snowflake.apply(dry_run=args.dry_run)
+
+
+# ---- parser -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="data-pipelines",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo",
+        help="the main job: start the local stack, run all five deployments once, summarise",
+        description="Start the local stack (OXR sandbox, PostgreSQL, Prefect server, work pool, "
+        "deployments, worker), trigger each of the five deployments once (the backfill over "
+        "2026-01-01..2026-01-07), wait, and print one summary. Idempotent.",
+    )
+    demo.add_argument("--timeout", type=float, default=600, help="seconds to wait for the runs")
+    demo.set_defaults(func=cmd_demo)
+
+    sub.add_parser(
+        "up", help="start the local stack and deploy (idempotent)", description=cmd_up.__doc__
+    ).set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop the local stack; data stays").set_defaults(func=cmd_down)
+    sub.add_parser("status", help="what of the local stack is running").set_defaults(
+        func=cmd_status
+    )
+
+    run = sub.add_parser("run", help="run one pipeline's flow now, in this process")
+    run.add_argument("pipeline", choices=["currencies", "exchange-rates", "products"])
+    run.add_argument(
+        "--full-refresh", action="store_true", help="products: reload everything, reset cursor"
+    )
+    run.set_defaults(func=cmd_run)
+
+    backfill = sub.add_parser("backfill", help="exchange rates for an inclusive date range")
+    backfill.add_argument("start_date", help="YYYY-MM-DD")
+    backfill.add_argument(
+        "end_date", nargs="?", default=None, help="YYYY-MM-DD (default: yesterday)"
+    )
+    backfill.set_defaults(func=cmd_backfill)
+
+    simulate = sub.add_parser(
+        "simulate-day", help="write a day of INSERT/UPDATE/DELETE audit rows to raw_data.products"
+    )
+    simulate.add_argument("--dsn", help="PostgreSQL DSN (default: the local cluster)")
+    simulate.set_defaults(func=cmd_simulate_day)
+
+    query = sub.add_parser(
+        "query", help="SQL against the local warehouse (DLT and SNOWPIPE attached read-only)"
+    )
+    query.add_argument("sql")
+    query.set_defaults(func=cmd_query)
+
+    apply = sub.add_parser("apply", help="apply platform as code: Prefect or Snowflake")
+    apply.add_argument("target", choices=["prefect", "snowflake"])
+    apply.add_argument("--dry-run", action="store_true", help="snowflake: print the SQL only")
+    apply.add_argument("--git-repository", help="prefect: repository the workers clone")
+    apply.add_argument("--git-branch", default="main", help="prefect: branch to clone")
+    apply.add_argument("--git-token", help="prefect: token for a private repository")
+    apply.set_defaults(func=cmd_apply)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""The embedded default, assembled: everything the five deployments need on one laptop.
+
+`up()` starts (or finds already running) the OXR sandbox, a PostgreSQL cluster with seeded
+`raw_data.products`, a Prefect server on SQLite, the `production` work pool, the five
+deployments from prefect.yaml (pulling from this checkout) and a worker. `down()` stops them.
+Data stays in the data folder between runs, so `up` after `down` picks up where it left off.
+
+A user who configured a real OXR key or their own PostgreSQL DSN gets those instead of the
+sandbox or the local cluster: nothing is started for them.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infra import prefect_setup
+from local_stack import postgres, processes
+from local_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID
+from pipelines.environment import DATA_DIR_VAR, PROJECT_DIR, configure_runtime, data_dir
+
+SANDBOX = "oxr-sandbox"
+PREFECT_SERVER = "prefect-server"
+WORKER = "prefect-worker"
+DEFAULT_SANDBOX_PORT = 8765
+DEFAULT_PREFECT_PORT = 4200
+DEMO_PRODUCT_ROWS = 5_000
+OXR_KEY_VARS = ("SOURCES__OPEN_EXCHANGE_RATES__API_KEY", "OXR_APP_ID")
+PRODUCTS_DSN_VAR = "SOURCES__PRODUCTS__CREDENTIALS"
+
+
+@dataclass
+class Stack:
+    """What is running and the environment the worker (and an operator's shell) needs."""
+
+    prefect_api_url: str
+    prefect_ui_url: str
+    oxr_base_url: str
+    postgres_address: str
+    worker_env: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def _user_configured_oxr_key() -> bool:
+    if any(os.environ.get(var) for var in OXR_KEY_VARS):
+        return True
+    configure_runtime()
+    import dlt
+
+    return bool(dlt.secrets.get("sources.open_exchange_rates.api_key"))
+
+
+def _user_configured_products_dsn() -> bool:
+    if os.environ.get(PRODUCTS_DSN_VAR):
+        return True
+    configure_runtime()
+    import dlt
+
+    return bool(dlt.secrets.get("sources.products.credentials"))
+
+
+def base_env() -> dict[str, str]:
+    """Environment shared by every process of the stack: offline, quiet, same data folder."""
+    env = dict(os.environ)
+    env.update(
+        {
+            DATA_DIR_VAR: str(data_dir()),
+            "DATA_PIPELINES_ENV": env.get("DATA_PIPELINES_ENV", "local"),
+            "RUNTIME__DLTHUB_TELEMETRY": "false",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_HOME": str(data_dir() / "prefect"),
+        }
+    )
+    return env
+
+
+def start_sandbox() -> str:
+    """The OXR sandbox's base URL (started on 127.0.0.1 if it is not running)."""
+    port = processes.choose_port(SANDBOX, DEFAULT_SANDBOX_PORT)
+    processes.start(
+        SANDBOX,
+        [sys.executable, "-m", "local_stack.oxr_sandbox", "--port", str(port)],
+        base_env(),
+        cwd=PROJECT_DIR,
+    )
+    health = f"http://127.0.0.1:{port}/__sandbox__/health"
+    processes.wait_until(
+        lambda: processes.http_ok(health), "OXR sandbox", 30, processes.log_file(SANDBOX)
+    )
+    return f"http://127.0.0.1:{port}/api/"
+
+
+def start_postgres(seed_rows: int = DEMO_PRODUCT_ROWS) -> postgres.LocalPostgres:
+    """The local cluster, with `raw_data.products` seeded on first start."""
+    from local_stack import products_data
+
+    cluster = postgres.ensure_running()
+    if not products_data.table_exists(cluster.dsn):
+        products_data.seed(cluster.dsn, rows=seed_rows)
+    return cluster
+
+
+def start_prefect_server() -> str:
+    """The local Prefect API URL (server on SQLite in the data folder, UI included)."""
+    port = processes.choose_port(PREFECT_SERVER, DEFAULT_PREFECT_PORT)
+    env = base_env()
+    env.pop("PREFECT_API_URL", None)
+    processes.start(
+        PREFECT_SERVER,
+        [_bin("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env,
+        cwd=PROJECT_DIR,
+    )
+    api_url = f"http://127.0.0.1:{port}/api"
+    # A new database takes 30-40 s to migrate on this machine kind.
+    processes.wait_until(
+        lambda: processes.http_ok(f"{api_url}/health"),
+        "Prefect server",
+        180,
+        processes.log_file(PREFECT_SERVER),
+    )
+    return api_url
+
+
+def start_worker(env: dict[str, str]) -> int:
+    worker_env = dict(env)
+    # Poll often: a local operator is waiting for the run they just triggered.
+    worker_env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "2")
+    worker_env.setdefault("PREFECT_WORKER_PREFETCH_SECONDS", "5")
+    return processes.start(
+        WORKER,
+        [_bin("prefect"), "worker", "start", "--pool", "production", "--name", "local-worker"],
+        worker_env,
+        cwd=PROJECT_DIR,
+    )
+
+
+def up(deploy: bool = True, worker: bool = True) -> Stack:
+    """Bring the whole local stack up; idempotent."""
+    configure_runtime()
+    notes: list[str] = []
+    env = base_env()
+
+    if _user_configured_oxr_key():
+        oxr_base_url = os.environ.get("SOURCES__OPEN_EXCHANGE_RATES__BASE_URL", "configured")
+        notes.append("OXR: using your configured app id (no sandbox started)")
+    else:
+        oxr_base_url = start_sandbox()
+        env["SOURCES__OPEN_EXCHANGE_RATES__BASE_URL"] = oxr_base_url
+        env["SOURCES__OPEN_EXCHANGE_RATES__API_KEY"] = DEFAULT_SANDBOX_APP_ID
+
+    if _user_configured_products_dsn():
+        postgres_address = "your configured DSN"
+        notes.append("PostgreSQL: using your configured DSN (no cluster started)")
+    else:
+        cluster = start_postgres()
+        postgres_address = f"{cluster.host}:{cluster.port}/{cluster.database}"
+        env[PRODUCTS_DSN_VAR] = cluster.dsn
+
+    api_url = start_prefect_server()
+    env = prefect_setup.prefect_env(api_url, env)
+    stack = Stack(
+        prefect_api_url=api_url,
+        prefect_ui_url=api_url.removesuffix("/api"),
+        oxr_base_url=oxr_base_url,
+        postgres_address=postgres_address,
+        worker_env=env,
+        notes=notes,
+    )
+    _write_shell_env(stack)
+    if deploy:
+        _apply_and_deploy(env)
+    if worker:
+        start_worker(env)
+    return stack
+
+
+def _apply_and_deploy(env: dict[str, str]) -> None:
+    previous = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = env["PREFECT_API_URL"]
+    try:
+        prefect_setup.ensure_work_pools()
+    finally:
+        if previous is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = previous
+    local_file = prefect_setup.write_local_prefect_file(
+        PROJECT_DIR, data_dir() / "prefect" / "prefect.local.yaml"
+    )
+    prefect_setup.deploy_all(env, local_file)
+
+
+def shell_env_file() -> Path:
+    return data_dir() / "stack.env"
+
+
+def _write_shell_env(stack: Stack) -> None:
+    """`source .data/stack.env` gives a shell the venv and the stack's Prefect API."""
+    keep = ("PREFECT_API_URL", DATA_DIR_VAR, "DATA_PIPELINES_ENV", "PREFECT_HOME")
+    lines = [f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH"]
+    lines += [f"export {k}={shlex.quote(stack.worker_env[k])}" for k in keep]
+    lines.append("export DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false")
+    shell_env_file().write_text("\n".join(lines) + "\n")
+
+
+def down() -> list[str]:
+    """Stop worker, Prefect server, sandbox and PostgreSQL; data stays in the data folder."""
+    stopped = []
+    for name in (WORKER, PREFECT_SERVER, SANDBOX):
+        if processes.stop(name):
+            stopped.append(name)
+    if postgres.stop():
+        stopped.append("postgres")
+    return stopped
+
+
+def status() -> dict[str, str]:
+    """One line per service: running (pid) or stopped."""
+    result = {}
+    for name in (SANDBOX, PREFECT_SERVER, WORKER):
+        pid = processes.running_pid(name)
+        result[name] = f"running (pid {pid})" if pid else "stopped"
+    cluster = postgres.running()
+    result["postgres"] = f"running on {cluster.host}:{cluster.port}" if cluster else "stopped"
+    return result

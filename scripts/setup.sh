@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Idempotent setup on a fresh machine of this kind (Debian, Python 3.11, root, registries only):
+# uv, the locked virtual environment in .venv, and PostgreSQL server binaries for the local stack.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+UV_VERSION=0.13.9
+export UV_PYTHON_DOWNLOADS=never   # use the machine's Python 3.11, never fetch one
+
+if ! command -v uv >/dev/null 2>&1 || [ "$(uv --version | awk '{print $2}')" != "$UV_VERSION" ]; then
+  echo "setup: installing uv $UV_VERSION"
+  python3 -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
+fi
+
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "setup: installing PostgreSQL server binaries (apt)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "setup: PostgreSQL binaries missing; install the 'postgresql' package (needs root)" >&2
+    exit 1
+  fi
+fi
+
+echo "setup: syncing .venv from uv.lock"
+uv sync --frozen --quiet
