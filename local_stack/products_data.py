@@ -16,10 +16,11 @@ Without `--dsn` it uses `SOURCES__PRODUCTS__CREDENTIALS`, else the running local
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
-from dataclasses import dataclass
 from datetime import datetime
+from typing import TypedDict
 
 import psycopg
 from psycopg import sql
@@ -154,19 +155,15 @@ def seed(
     return rows
 
 
-@dataclass(frozen=True)
-class Activity:
-    """What one simulated day added to the audit log."""
+class Activity(TypedDict):
+    """What one simulated day added to the audit log (JSON-ready counts)."""
 
     inserts: int
     updates: int
     deletes: int
+    total: int
     first_audit_id: int
     last_audit_id: int
-
-    @property
-    def total(self) -> int:
-        return self.inserts + self.updates + self.deletes
 
 
 def simulate_day(
@@ -231,7 +228,14 @@ def simulate_day(
                 "day": day,
             },
         )
-    return Activity(inserts, updates, deletes, max_audit + 1, max_audit + total)
+    return Activity(
+        inserts=inserts,
+        updates=updates,
+        deletes=deletes,
+        total=total,
+        first_audit_id=max_audit + 1,
+        last_audit_id=max_audit + total,
+    )
 
 
 def _default_dsn() -> str:
@@ -271,10 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"raw_data.products: {seed(dsn, args.rows, args.seed)} rows")
     else:
         activity = simulate_day(dsn, args.changes)
-        print(
-            f"inserts={activity.inserts} updates={activity.updates} deletes={activity.deletes}"
-            f" audit_id {activity.first_audit_id}..{activity.last_audit_id}"
-        )
+        print(json.dumps(activity))
     return 0
 
 
