@@ -1,0 +1,180 @@
+"""Exchange rates from Open Exchange Rates: `latest.json` and `historical/YYYY-MM-DD.json`.
+
+Table shape (the same in the files, the Snowflake DDL and the local warehouse): one row per
+(rate date, base) with the whole rate table in a JSON `rates` column:
+
+| column       | type            | meaning                                                  |
+|--------------|-----------------|----------------------------------------------------------|
+| `rate_date`  | date            | the UTC day the rates describe                           |
+| `timestamp`  | timestamp (UTC) | OXR's `timestamp`: when the rates were published         |
+| `base`       | text            | the base currency (USD on the free plan)                 |
+| `rates`      | json            | currency code -> units per 1 `base`                      |
+| `_loaded_at` | timestamp (UTC) | when this run fetched the row                            |
+
+A source knows no destination: where rows land and under which file names is the pipeline's
+business (`pipelines/exchange_rates.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime
+from typing import Any
+
+import dlt
+from dlt.common.configuration import configspec, resolve_configuration
+from dlt.common.configuration.specs import BaseConfiguration
+from dlt.common.typing import TSecretStrValue
+from dlt.sources import DltResource
+
+from sources.exchange_rates.dates import (
+    FIRST_HISTORICAL_DATE,
+    InvalidDateError,
+    days_between,
+    parse_date,
+    utc_today,
+    validate_date_range,
+)
+from sources.exchange_rates.fetch import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_REQUESTS_PER_SECOND,
+    FetchedDay,
+    QuotaExceededError,
+    RequestRateLimiter,
+    check_quota,
+    fetch_historical_days,
+    remaining_requests,
+)
+from sources.open_exchange_rates import DEFAULT_BASE_URL, OpenExchangeRatesClient, resolve_api_key
+
+__all__ = [
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_MAX_REQUESTS_PER_SECOND",
+    "FIRST_HISTORICAL_DATE",
+    "HISTORICAL_TABLE",
+    "LATEST_TABLE",
+    "RATE_COLUMNS",
+    "ExchangeRatesSettings",
+    "FetchedDay",
+    "InvalidDateError",
+    "QuotaExceededError",
+    "RequestRateLimiter",
+    "check_quota",
+    "days_between",
+    "exchange_rates",
+    "fetch_historical_days",
+    "historical_resource",
+    "latest_resource",
+    "make_client",
+    "parse_date",
+    "rate_row",
+    "remaining_requests",
+    "resolve_settings",
+    "utc_today",
+    "validate_date_range",
+]
+
+LATEST_TABLE = "latest"
+HISTORICAL_TABLE = "historical"
+
+# dlt column hints shared by both resources, so both produce the same file shape.
+RATE_COLUMNS: dict[str, Any] = {
+    "rate_date": {"data_type": "date", "nullable": False},
+    "timestamp": {"data_type": "timestamp", "timezone": True, "nullable": False},
+    "base": {"data_type": "text", "nullable": False},
+    "rates": {"data_type": "json", "nullable": False},
+    "_loaded_at": {"data_type": "timestamp", "timezone": True, "nullable": False},
+}
+
+
+@configspec
+class ExchangeRatesSettings(BaseConfiguration):
+    """`[sources.open_exchange_rates]`: key, API address and the backfill's politeness limits.
+
+    Environment overrides follow dlt: SOURCES__OPEN_EXCHANGE_RATES__MAX_CONCURRENCY=8,
+    SOURCES__OPEN_EXCHANGE_RATES__MAX_REQUESTS_PER_SECOND=10.
+    """
+
+    api_key: TSecretStrValue | None = None
+    base_url: str = DEFAULT_BASE_URL
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    max_requests_per_second: float = DEFAULT_MAX_REQUESTS_PER_SECOND
+
+
+def resolve_settings() -> ExchangeRatesSettings:
+    """The settings as dlt resolves them (config.toml, secrets.toml, environment, providers)."""
+    return resolve_configuration(
+        ExchangeRatesSettings(), sections=("sources", "open_exchange_rates")
+    )
+
+
+def make_client(settings: ExchangeRatesSettings) -> OpenExchangeRatesClient:
+    """The shared OXR client for these settings (a missing key fails here, permanently)."""
+    return OpenExchangeRatesClient(resolve_api_key(settings.api_key), settings.base_url)
+
+
+def rate_row(payload: dict[str, Any], rate_date: date, loaded_at: datetime) -> dict[str, Any]:
+    """One table row from an OXR rates body."""
+    return {
+        "rate_date": rate_date,
+        "timestamp": datetime.fromtimestamp(int(payload["timestamp"]), UTC),
+        "base": str(payload["base"]),
+        "rates": dict(payload["rates"]),
+        "_loaded_at": loaded_at,
+    }
+
+
+def latest_resource(client: OpenExchangeRatesClient) -> DltResource:
+    """`latest.json` as one row; its rate date is the UTC day of OXR's `timestamp`."""
+
+    @dlt.resource(name=LATEST_TABLE, write_disposition="append", columns=RATE_COLUMNS)
+    def latest() -> Iterator[dict[str, Any]]:
+        payload = client.latest()
+        published = datetime.fromtimestamp(int(payload["timestamp"]), UTC)
+        yield rate_row(payload, published.date(), datetime.now(UTC))
+
+    return latest
+
+
+def historical_resource(fetched: Iterable[FetchedDay]) -> DltResource:
+    """Rows for days already fetched (see `fetch_historical_days`), one per day."""
+
+    @dlt.resource(name=HISTORICAL_TABLE, write_disposition="append", columns=RATE_COLUMNS)
+    def historical() -> Iterator[dict[str, Any]]:
+        loaded_at = datetime.now(UTC)
+        for day in fetched:
+            yield rate_row(day.payload, day.day, loaded_at)
+
+    return historical
+
+
+@dlt.source(name="exchange_rates", section="open_exchange_rates")
+def exchange_rates(
+    start_date: date | str | None = None,
+    end_date: date | str | None = None,
+    api_key: TSecretStrValue | None = dlt.secrets.value,
+    base_url: str = DEFAULT_BASE_URL,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    max_requests_per_second: float = DEFAULT_MAX_REQUESTS_PER_SECOND,
+) -> list[DltResource]:
+    """`latest`, plus `historical` over `start_date..end_date` (inclusive) when a start is given.
+
+    `end_date` defaults to yesterday (UTC). The range is validated before any request. This
+    source fetches every day of the range; the pipeline's backfill adds what a plain source
+    cannot know: which days are already in the bucket, and the quota check before fetching.
+    """
+    client = OpenExchangeRatesClient(resolve_api_key(api_key), base_url)
+    resources = [latest_resource(client)]
+    if start_date is not None:
+        start, end = validate_date_range(start_date, end_date)
+        resources.append(
+            historical_resource(
+                fetch_historical_days(
+                    client,
+                    days_between(start, end),
+                    max_concurrency=max_concurrency,
+                    max_requests_per_second=max_requests_per_second,
+                )
+            )
+        )
+    return resources
