@@ -388,6 +388,11 @@ def _fetch_and_load(
     return loaded
 
 
+def validate_range(start_date: date | str, end_date: date | str | None = None) -> tuple[date, date]:
+    """The inclusive range a backfill would cover, or `InvalidDateError` (permanent)."""
+    return validate_date_range(start_date, end_date)
+
+
 def run_backfill(start_date: date | str, end_date: date | str | None = None) -> LoadInfo:
     """`backfill(...)`'s LoadInfo, covering every chunk it loaded (none if all were present)."""
     info = backfill(start_date, end_date).load_info

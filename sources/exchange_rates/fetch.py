@@ -142,7 +142,13 @@ def fetch_historical_days(
     def fetch_one(day: date) -> FetchedDay:
         if not limiter.acquire(stop):
             raise BackfillCancelled(day.isoformat())
-        return FetchedDay(day, client.historical(day))
+        try:
+            return FetchedDay(day, client.historical(day))
+        except BaseException:
+            # Stop siblings from here, not when the consumer gets to this result: that may be
+            # after a load, and every request sent meanwhile would be wasted or refused.
+            stop.set()
+            raise
 
     done_count = 0
     failure: BaseException | None = None

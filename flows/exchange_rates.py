@@ -1,0 +1,111 @@
+"""`exchange-rates-daily` (09:00 UTC) and `exchange-rates-backfill` (on demand).
+
+Both write files under the bucket's `exchange-rates/` prefix; Snowpipe (or, locally, its
+stand-in) loads them into `SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES`, and users read
+`SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_LATEST` (one row per rate date and base).
+
+Logs: the pipeline and source modules log through the standard `logging` module (progress as
+"N/M days"). While a task runs, those loggers and dlt's are attached to Prefect's API log
+handler, so their lines appear in the flow run's logs in the UI without every worker having to
+export `PREFECT_LOGGING_EXTRA_LOGGERS`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.logging.handlers import APILogHandler
+
+from flows.retry_policy import pipeline_task
+from pipelines.exchange_rates import backfill, run_latest, validate_range
+from pipelines.runner import load_summary
+
+# Loggers whose records belong in the run's logs: our modules at INFO, dlt at its own level.
+_FORWARDED_LOGGERS = ("pipelines.exchange_rates", "sources.exchange_rates", "local_stack.snowpipe")
+
+
+@contextmanager
+def _pipeline_logs_in_prefect() -> Iterator[None]:
+    handler = APILogHandler()
+    loggers = [logging.getLogger(name) for name in (*_FORWARDED_LOGGERS, "dlt")]
+    previous_levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+    for lg in loggers[: len(_FORWARDED_LOGGERS)]:
+        if lg.getEffectiveLevel() > logging.INFO:
+            lg.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, previous_levels, strict=True):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+
+
+@pipeline_task("load-exchange-rates")
+def load_exchange_rates() -> dict[str, Any]:
+    """Fetch `latest.json` into the bucket and return the load summary."""
+    logger = get_run_logger()
+    logger.info("Loading the latest exchange rates from Open Exchange Rates")
+    with _pipeline_logs_in_prefect():
+        summary = load_summary(run_latest())
+    logger.info(
+        "Wrote %s row(s) to %s under exchange-rates/latest/ in %ss",
+        summary["rows"].get("latest", 0),
+        summary["destination"],
+        summary["duration_seconds"],
+    )
+    return summary
+
+
+@flow(
+    name="exchange-rates-daily",
+    description="OXR latest.json to the bucket under exchange-rates/ (Snowpipe auto-ingests)",
+)
+def exchange_rates_daily_flow() -> dict[str, Any]:
+    """Daily snapshot of the latest rates."""
+    summary = load_exchange_rates()
+    return {"status": "success", "load_info": summary}
+
+
+@pipeline_task("backfill-exchange-rates")
+def backfill_exchange_rates(start_date: str, end_date: str | None = None) -> dict[str, Any]:
+    """Historical days `start_date..end_date` (inclusive), only those not in the bucket yet.
+
+    Resumable: a retry (or a rerun after a crash) asks OXR only for the days still missing.
+    """
+    logger = get_run_logger()
+    with _pipeline_logs_in_prefect():
+        result = backfill(start_date, end_date)
+    summary = result.summary()
+    logger.info(
+        "Backfill %s..%s: %d day(s) in range, %d skipped (already in the bucket), "
+        "%d requested, %d loaded (%s row(s)) in %.1fs",
+        result.start_date,
+        result.end_date,
+        result.days_total,
+        result.days_skipped,
+        result.days_requested,
+        result.days_loaded,
+        summary["rows"].get("historical", 0),
+        result.seconds,
+    )
+    return summary
+
+
+@flow(
+    name="exchange-rates-backfill",
+    description="OXR historical rates for an inclusive date range (quota-checked, resumable)",
+)
+def exchange_rates_backfill_flow(
+    start_date: str = "2026-01-01", end_date: str | None = None
+) -> dict[str, Any]:
+    """Backfill `start_date..end_date` (YYYY-MM-DD; `end_date` defaults to yesterday, UTC)."""
+    # Bad dates fail the flow here with a permanent error: before any task, request or retry.
+    validate_range(start_date, end_date)
+    summary = backfill_exchange_rates(start_date, end_date)
+    return {"status": "success", "load_info": summary}
