@@ -1,0 +1,130 @@
+"""The exchange-rate flows under a real Prefect server: results, retries, failures, logs."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.logging.handlers import APILogHandler
+
+from flows.exchange_rates import (
+    backfill_exchange_rates,
+    exchange_rates_backfill_flow,
+    exchange_rates_daily_flow,
+    load_exchange_rates,
+)
+from local_stack.oxr_sandbox import OXRSandbox
+from local_stack.snowpipe import USER_VIEW
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+@pytest.fixture(autouse=True)
+def fast_backfill(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCES__OPEN_EXCHANGE_RATES__MAX_CONCURRENCY", "4")
+    monkeypatch.setenv("SOURCES__OPEN_EXCHANGE_RATES__MAX_REQUESTS_PER_SECOND", "200")
+
+
+def user_rows(data_dir: Path) -> list[str]:
+    with duckdb.connect(str(data_dir / "warehouse" / "snowpipe.duckdb"), read_only=True) as con:
+        return [
+            r[0]
+            for r in con.sql(f"select rate_date::varchar from {USER_VIEW} order by 1").fetchall()
+        ]
+
+
+def run_logs(state: Any) -> list[str]:
+    APILogHandler().flush()
+
+    async def read() -> list[str]:
+        async with get_client() as client:
+            logs = await client.read_logs(
+                log_filter=LogFilter(
+                    flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id])
+                )
+            )
+        return [log.message for log in logs]
+
+    return asyncio.run(read())
+
+
+def test_daily_flow_lands_latest(oxr_sandbox: OXRSandbox, data_dir: Path) -> None:
+    result = exchange_rates_daily_flow()
+    assert result["status"] == "success"
+    assert result["load_info"]["rows"] == {"latest": 1}
+    assert len(user_rows(data_dir)) == 1
+
+
+def test_backfill_flow_reports_days_and_logs_progress(
+    oxr_sandbox: OXRSandbox, data_dir: Path
+) -> None:
+    state = exchange_rates_backfill_flow(
+        start_date="2026-01-01", end_date="2026-01-03", return_state=True
+    )
+    assert state.is_completed()
+    result = state.result()
+    assert result["status"] == "success"
+    assert result["load_info"]["rows"] == {"historical": 3}
+    assert result["load_info"]["backfill"]["days_requested"] == 3
+    assert user_rows(data_dir) == ["2026-01-01", "2026-01-02", "2026-01-03"]
+
+    logs = "\n".join(run_logs(state))
+    assert "3/3 days" in logs, "progress from the pipeline module did not reach the run's logs"
+    assert "0 skipped" in logs and "3 requested, 3 loaded" in logs
+
+    again = exchange_rates_backfill_flow(start_date="2026-01-01", end_date="2026-01-03")
+    assert again["load_info"]["backfill"]["days_skipped"] == 3
+    assert user_rows(data_dir) == ["2026-01-01", "2026-01-02", "2026-01-03"]
+
+
+def test_malformed_date_fails_the_flow_at_once(oxr_sandbox: OXRSandbox, data_dir: Path) -> None:
+    state = exchange_rates_backfill_flow(start_date="2026-02-30", return_state=True)
+    assert state.is_failed()
+    assert "start_date='2026-02-30' is not a valid date: use YYYY-MM-DD" in state.message
+    assert oxr_sandbox.request_count() == 0
+
+
+def test_transient_day_failure_is_retried_by_the_task_and_resumes(
+    oxr_sandbox: OXRSandbox, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One worker, so the faults hit the first day: dlt's 4 HTTP attempts all fail, the task
+    # fails transiently, Prefect retries it, and the retry asks only for what is missing.
+    monkeypatch.setenv("SOURCES__OPEN_EXCHANGE_RATES__MAX_CONCURRENCY", "1")
+    oxr_sandbox.inject_faults("503", count=4)
+    state = exchange_rates_backfill_flow(
+        start_date="2026-01-01", end_date="2026-01-03", return_state=True
+    )
+    assert state.is_completed()
+    assert oxr_sandbox.historical_dates_requested() == ["2026-01-01"] * 5 + [
+        "2026-01-02",
+        "2026-01-03",
+    ]
+    assert user_rows(data_dir) == ["2026-01-01", "2026-01-02", "2026-01-03"]
+
+
+def test_bad_key_fails_the_flow_after_one_request(
+    oxr_sandbox: OXRSandbox, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCES__OPEN_EXCHANGE_RATES__API_KEY", "wrong-key")
+    state = exchange_rates_backfill_flow(
+        start_date="2026-01-01", end_date="2026-01-07", return_state=True
+    )
+    assert state.is_failed() and "invalid_app_id" in state.message
+    assert oxr_sandbox.request_count() == 1
+
+
+def test_tasks_carry_the_shared_retry_policy() -> None:
+    from flows.retry_policy import RETRIES, RETRY_JITTER_FACTOR, retry_delays, should_retry
+
+    for task in (load_exchange_rates, backfill_exchange_rates):
+        assert task.retries == RETRIES
+        assert task.retry_delay_seconds == retry_delays()
+        assert task.retry_jitter_factor == RETRY_JITTER_FACTOR
+        assert task.retry_condition_fn is should_retry
+    assert load_exchange_rates.name == "load-exchange-rates"
+    assert backfill_exchange_rates.name == "backfill-exchange-rates"
