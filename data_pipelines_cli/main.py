@@ -212,6 +212,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
         for line in prefect_setup.ensure_work_pools():
             print(line)
+        for line in prefect_setup.ensure_pipeline_concurrency_limits():
+            print(line)
         if args.git_repository:
             for line in prefect_setup.ensure_git_settings(
                 args.git_repository, args.git_branch, args.git_token

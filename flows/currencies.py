@@ -7,11 +7,11 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.retry_policy import pipeline_task
-from pipelines.currencies import run
+from pipelines.currencies import PIPELINE_NAME, run
 from pipelines.runner import load_summary
 
 
-@pipeline_task("load-currencies")
+@pipeline_task("load-currencies", dlt_pipeline=PIPELINE_NAME)
 def load_currencies() -> dict[str, Any]:
     """Run the currencies pipeline and return its summary."""
     logger = get_run_logger()

@@ -46,8 +46,22 @@ def should_retry(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> 
     return not (isinstance(exc, BaseException) and is_permanent(exc))
 
 
-def pipeline_task(name: str, **options: Any) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
-    """`@task` with the shared retry policy; `options` may add anything but the policy."""
+def pipeline_tag(dlt_pipeline: str) -> str:
+    """Task tag whose Prefect concurrency limit (1) keeps one dlt pipeline to one run at once."""
+    return f"dlt-pipeline:{dlt_pipeline}"
+
+
+def pipeline_task(
+    name: str, *, dlt_pipeline: str | None = None, **options: Any
+) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
+    """`@task` with the shared retry policy; `options` may add anything but the policy.
+
+    `dlt_pipeline` tags the task so that two deployments sharing one dlt pipeline (daily and
+    backfill, daily and full refresh) never run it at the same time: the tag's concurrency
+    limit (created by `data-pipelines apply prefect`) makes the second task wait.
+    """
+    if dlt_pipeline is not None:
+        options["tags"] = [*options.get("tags", []), pipeline_tag(dlt_pipeline)]
     return task(
         name=name,
         retries=RETRIES,

@@ -87,6 +87,23 @@ def ensure_work_pools(pools: tuple[WorkPoolSpec, ...] = WORK_POOLS) -> list[str]
     return done
 
 
+# dlt pipelines shared by more than one deployment; each gets a task concurrency limit of 1
+DLT_PIPELINES: tuple[str, ...] = ("currencies", "exchange_rates", "products")
+
+
+def ensure_pipeline_concurrency_limits(pipelines: tuple[str, ...] = DLT_PIPELINES) -> list[str]:
+    """One running task per dlt pipeline (tag `dlt-pipeline:<name>`, limit 1); idempotent."""
+    from prefect.client.orchestration import get_client
+
+    done = []
+    with get_client(sync_client=True) as client:
+        for name in pipelines:
+            tag = f"dlt-pipeline:{name}"
+            client.create_concurrency_limit(tag=tag, concurrency_limit=1)
+            done.append(f"concurrency limit {tag!r} = 1")
+    return done
+
+
 def ensure_git_settings(repository: str, branch: str, token: str | None) -> list[str]:
     """The production pull step's repository, branch and (private repo) token."""
     from prefect.blocks.system import Secret

@@ -113,6 +113,9 @@ def start_prefect_server() -> str:
     port = processes.choose_port(PREFECT_SERVER, DEFAULT_PREFECT_PORT)
     env = base_env()
     env.pop("PREFECT_API_URL", None)
+    # A task waiting for its dlt pipeline's concurrency slot is told to retry within 3 s
+    # (default 30 s): locally nobody should wait half a minute for a slot freed long ago.
+    env.setdefault("PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS", "3")
     processes.start(
         PREFECT_SERVER,
         [_bin("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
@@ -188,6 +191,7 @@ def _apply_and_deploy(env: dict[str, str]) -> None:
     os.environ["PREFECT_API_URL"] = env["PREFECT_API_URL"]
     try:
         prefect_setup.ensure_work_pools()
+        prefect_setup.ensure_pipeline_concurrency_limits()
     finally:
         if previous is None:
             os.environ.pop("PREFECT_API_URL", None)

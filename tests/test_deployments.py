@@ -1,0 +1,186 @@
+"""prefect.yaml on a real Prefect server and worker, driven with the operator's CLI verbatim.
+
+One module-scoped local stack in a temporary data folder, built by the project's own code
+(`local_stack.stack`): the OXR sandbox, PostgreSQL, a Prefect server on SQLite, the
+`production` work pool, the deployments and a process worker.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from infra import prefect_setup
+from local_stack import stack
+
+FLOW_RUN_ID = re.compile(r"UUID:\s*([0-9a-f-]{36})")
+
+
+class LocalStack:
+    def __init__(self, running: stack.Stack, data_dir: Path) -> None:
+        self.running = running
+        self.data_dir = data_dir
+        self.env = running.worker_env
+
+    def prefect(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """The `prefect` CLI as an operator types it, against the stack's server."""
+        return subprocess.run(
+            [stack._bin("prefect"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=prefect_setup.PROJECT_DIR,
+        )
+
+    def client(self) -> Any:
+        from prefect.client.orchestration import get_client
+
+        return get_client(sync_client=True)
+
+    def wait_final(self, flow_run_id: str, timeout: float = 240) -> Any:
+        deadline = time.monotonic() + timeout
+        with self.client() as client:
+            while time.monotonic() < deadline:
+                flow_run = client.read_flow_run(flow_run_id)
+                if flow_run.state is not None and flow_run.state.is_final():
+                    return flow_run
+                time.sleep(1)
+        raise AssertionError(f"flow run {flow_run_id} not finished after {timeout}s")
+
+    def run_deployment(self, name: str, *params: str) -> Any:
+        argv = ["deployment", "run", name]
+        for param in params:
+            argv += ["--param", param]
+        result = self.prefect(*argv)
+        assert result.returncode == 0, result.stdout + result.stderr
+        match = FLOW_RUN_ID.search(result.stdout)
+        assert match, result.stdout
+        return match.group(1)
+
+    def query(self, database: str, sql: str) -> list[tuple[Any, ...]]:
+        path = self.data_dir / "warehouse" / f"{database}.duckdb"
+        with duckdb.connect(str(path), read_only=True) as con:
+            return con.sql(sql).fetchall()
+
+
+@pytest.fixture(scope="module")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    data_dir = tmp_path_factory.mktemp("stack") / "data"
+    (data_dir / "dlt" / "local").mkdir(parents=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DATA_PIPELINES_DATA_DIR", str(data_dir))
+        patch.setenv("DLT_DATA_DIR", str(data_dir / "dlt"))
+        patch.setenv("DLT_LOCAL_DIR", str(data_dir / "dlt" / "local"))
+        patch.delenv("PREFECT_API_URL", raising=False)
+        for var in (
+            *stack.OXR_KEY_VARS,
+            stack.PRODUCTS_DSN_VAR,
+            "SOURCES__OPEN_EXCHANGE_RATES__BASE_URL",
+        ):
+            patch.delenv(var, raising=False)
+        try:
+            running = stack.up(deploy=False, worker=False)
+            # Prefect clients in this process talk to the stack's server for this module only.
+            patch.setenv("PREFECT_API_URL", running.prefect_api_url)
+            yield LocalStack(running, data_dir)
+        finally:
+            stack.down()
+
+
+@pytest.fixture(scope="module")
+def deployed(local_stack: LocalStack) -> LocalStack:
+    """The setup creates the pool; `prefect deploy --all` (production file) succeeds; then the
+    same definitions are deployed to pull from this checkout and a worker starts."""
+    prefect_setup.ensure_work_pools()
+    pool = local_stack.prefect("work-pool", "inspect", "production")
+    assert pool.returncode == 0 and "process" in pool.stdout, pool.stdout + pool.stderr
+
+    production = local_stack.prefect("--no-prompt", "deploy", "--all", timeout=300)
+    assert production.returncode == 0, production.stdout[-3000:] + production.stderr[-3000:]
+    listing = local_stack.prefect("deployment", "ls")
+    for name in (
+        "exchange-rates-daily/production",
+        "exchange-rates-backfill/production",
+        "currencies-weekly/production",
+        "products-daily/production",
+        "products-full-refresh/production",
+    ):
+        assert name in listing.stdout.replace("\n", " ") or name.split("/")[0] in listing.stdout
+
+    stack._apply_and_deploy(local_stack.env)
+    stack.start_worker(local_stack.env)
+    return local_stack
+
+
+def test_deployed_definitions_match_prefect_yaml(deployed: LocalStack) -> None:
+    with deployed.client() as client:
+        daily = client.read_deployment_by_name("exchange-rates-daily/production")
+        backfill = client.read_deployment_by_name("exchange-rates-backfill/production")
+    assert "dlt" in daily.tags and daily.work_pool_name == "production"
+    assert [s.schedule.cron for s in daily.schedules] == ["0 9 * * *"]
+    assert daily.schedules[0].schedule.timezone == "UTC"
+    assert backfill.schedules == []
+    assert daily.concurrency_limit == 1 or (
+        daily.global_concurrency_limit is not None and daily.global_concurrency_limit.limit == 1
+    )
+    # the locally deployed copy pulls from this checkout
+    assert "set_working_directory" in str(daily.pull_steps)
+
+
+def test_operator_runs_daily_exchange_rates_to_completed(deployed: LocalStack) -> None:
+    flow_run_id = deployed.run_deployment("exchange-rates-daily/production")
+    flow_run = deployed.wait_final(flow_run_id)
+    assert flow_run.state.is_completed(), flow_run.state.message
+    rows = deployed.query(
+        "snowpipe", "select count(*) from SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_LATEST"
+    )
+    assert rows[0][0] >= 1
+
+    listing = deployed.prefect("flow-run", "ls", "--limit", "5")
+    assert listing.returncode == 0 and "exchange-rates-daily" in listing.stdout
+    logs = deployed.prefect("flow-run", "logs", flow_run_id)
+    assert logs.returncode == 0, logs.stderr
+    assert "Finished in state Completed" in logs.stdout
+
+
+def test_operator_backfill_with_params_lands_exactly_the_range(deployed: LocalStack) -> None:
+    flow_run_id = deployed.run_deployment(
+        "exchange-rates-backfill/production", "start_date=2026-01-01", "end_date=2026-01-07"
+    )
+    flow_run = deployed.wait_final(flow_run_id)
+    assert flow_run.state.is_completed(), flow_run.state.message
+    days = deployed.query(
+        "snowpipe",
+        "select distinct rate_date from SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_LATEST "
+        "where rate_date between '2026-01-01' and '2026-01-07' order by 1",
+    )
+    assert len(days) == 7
+
+
+def test_second_trigger_waits_for_the_first(deployed: LocalStack) -> None:
+    first = deployed.run_deployment("currencies-weekly/production")
+    second = deployed.run_deployment("currencies-weekly/production")
+    runs = [deployed.wait_final(first), deployed.wait_final(second)]
+    assert all(run.state.is_completed() for run in runs), [r.state.message for r in runs]
+    runs.sort(key=lambda run: run.start_time)
+    assert runs[1].start_time >= runs[0].end_time, "two runs of one deployment overlapped"
+    # the pipeline's own log lines reach the flow run's logs
+    logs = deployed.prefect("flow-run", "logs", str(runs[0].id))
+    assert "Loaded" in logs.stdout and "currencies" in logs.stdout
+
+
+def test_products_and_full_refresh_run(deployed: LocalStack) -> None:
+    daily = deployed.wait_final(deployed.run_deployment("products-daily/production"))
+    assert daily.state.is_completed(), daily.state.message
+    refresh = deployed.wait_final(deployed.run_deployment("products-full-refresh/production"))
+    assert refresh.state.is_completed(), refresh.state.message
+    loaded = deployed.query("dlt", "select count(*) from DLT.APPLICATION_DATA.PRODUCTS")[0][0]
+    assert loaded == stack.DEMO_PRODUCT_ROWS
