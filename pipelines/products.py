@@ -9,9 +9,11 @@ that commit; a failure anywhere before it leaves the old table as it was. We do 
 `refresh="drop_resources"`/`"drop_data"`: they drop or truncate the live table when the load
 starts, so a failing load would leave it missing or empty.
 
-The cursor reset of a full refresh is committed first, on its own (dlt's state-only drop). If
-the reload then fails, the next run finds no cursor and reloads everything again: a cursor may
-move back, never forward past rows that did not land.
+The cursor travels in dlt state with each load package. After any failed run we abort the
+pending package (dlt's `abort_packages`), which rewinds local state to before it: a cursor may
+move back, never forward past rows that did not land. A full refresh resets the cursor
+locally before extracting; if it fails, the old table stays and the cursor stays reset, so
+the next run (even a daily one) completes the full reload.
 
 Schema contract (`SCHEMA_CONTRACT`): new tables and new columns evolve (a column added to
 `raw_data.products` appears in the warehouse on the next run); a changed data type is frozen:
@@ -28,17 +30,25 @@ CLI: `python -m pipelines.products [--full-refresh]`.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import dlt
 from dlt.common.pipeline import LoadInfo
 from dlt.common.schema.exceptions import DataValidationError
 from dlt.common.schema.typing import TSchemaContractDict
-from dlt.pipeline.helpers import pipeline_drop
 
-from pipelines.environment import ConfigurationError, current_environment, warehouse_lock
+from pipelines.environment import (
+    ConfigurationError,
+    current_environment,
+    pipelines_dir,
+    warehouse_lock,
+)
 from pipelines.runner import extract_normalize_load, load_summary, make_pipeline
 from sources.errors import PermanentSourceError
 from sources.products import CURSOR_COLUMN, RESOURCE_NAME, products_source
@@ -108,12 +118,18 @@ def cursor_value(pipeline: dlt.Pipeline) -> Any:
 
 
 def _reset_cursor(pipeline: dlt.Pipeline) -> None:
-    """Forget the cursor, committed to the destination before any data moves."""
-    # Packages left by a failed run are superseded by the reload.
-    _abort_pending(pipeline)
-    if pipeline.default_schema_name is None or cursor_value(pipeline) is None:
+    """Forget the cursor locally; the new one reaches the warehouse with the reloaded rows.
+
+    If the reload fails, the cursor stays forgotten (the abort rewinds to after this reset),
+    so the next run reloads everything again: safe, and cheaper than committing the reset
+    with a load of its own (dlt's state-only drop).
+    """
+    _abort_pending(pipeline)  # packages of a failed run are superseded by the reload
+    if cursor_value(pipeline) is None:
         return
-    pipeline_drop(pipeline, resources=[RESOURCE_NAME], state_only=True)()
+    with pipeline.managed_state() as state:
+        resources = state.get("sources", {}).get("products", {}).get("resources", {})
+        resources.get(RESOURCE_NAME, {}).pop("incremental", None)
 
 
 def _abort_pending(pipeline: dlt.Pipeline) -> None:
@@ -127,12 +143,36 @@ def _abort_pending(pipeline: dlt.Pipeline) -> None:
         pipeline.abort_packages()
 
 
+@contextmanager
+def _one_run_at_a_time() -> Iterator[None]:
+    """Serialise runs of this pipeline on one machine (daily and full refresh share state).
+
+    The two flows are separate deployments, so Prefect's per-deployment limit does not keep
+    them apart; dlt's working folder must not be used by two processes at once.
+    """
+    lock_path = Path(pipelines_dir()) / f"{PIPELINE_NAME}.run.lock"
+    with open(lock_path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run(full_refresh: bool = False) -> LoadInfo:
     """Load new audit rows (or, with `full_refresh`, all of them) into the warehouse."""
     credentials = source_credentials()
+    with _one_run_at_a_time():
+        return _run(credentials, full_refresh)
+
+
+def _run(credentials: str | None, full_refresh: bool) -> LoadInfo:
     pipeline = make_products_pipeline()
-    # A fresh worker must start from the cursor the warehouse has (state travels with loads).
-    pipeline.sync_destination()
+    if cursor_value(pipeline) is None:
+        # A fresh worker starts from the cursor the warehouse holds (state travels with each
+        # load). With a local cursor we skip the round trip: a stale local cursor only makes
+        # the run re-read rows that the merge then de-duplicates.
+        pipeline.sync_destination()
     source = products_source(credentials=credentials) if credentials else products_source()
     if full_refresh or cursor_value(pipeline) is None:
         _reset_cursor(pipeline)

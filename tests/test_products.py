@@ -198,10 +198,13 @@ def test_failed_full_refresh_keeps_the_previous_table(products: ProductsDatabase
     assert "load" in str(failure.value)
     assert "NOT NULL" in "".join(traceback.format_exception(failure.value))
     assert warehouse_rows() == before  # not empty, not half: the old table
-    assert not make_products_pipeline().has_pending_data
+    pipeline = make_products_pipeline()
+    assert not pipeline.has_pending_data
+    # The cursor stays reset: the next run, even a daily one, completes the full reload.
+    assert cursor_value(pipeline) is None
 
     warehouse_execute(f"ALTER TABLE {WAREHOUSE_TABLE} ALTER COLUMN product_name DROP NOT NULL")
-    run()
+    assert loaded_rows(run()) == len(source_rows(products.dsn))
     assert warehouse_rows() == source_rows(products.dsn)
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks: figures printed for humans, not pass/fail tests."""

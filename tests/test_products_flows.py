@@ -1,0 +1,76 @@
+"""`products-daily` and `products-full-refresh` under a real Prefect server and PostgreSQL."""
+
+# Fixtures are imported from tests.fixtures.postgres and requested by name (F811).
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from flows.products import products_daily_flow, products_full_refresh_flow
+from local_stack.products_data import seed, simulate_day
+from tests.fixtures.postgres import (  # noqa: F401
+    ProductsDatabase,
+    postgres_cluster,
+    products_database,
+)
+
+SEED_ROWS = 1500
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+@pytest.fixture
+def products(
+    products_database: ProductsDatabase, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> ProductsDatabase:
+    seed(products_database.dsn, SEED_ROWS)
+    monkeypatch.setenv("SOURCES__PRODUCTS__CREDENTIALS", products_database.dsn)
+    monkeypatch.setenv("SOURCES__PRODUCTS__LOOKBACK", "0")
+    return products_database
+
+
+def test_daily_then_full_refresh_flows(products: ProductsDatabase) -> None:
+    first = products_daily_flow()
+    assert first["status"] == "success"
+    assert first["load_info"]["rows"] == {"products": SEED_ROWS}
+    assert first["load_info"]["pipeline"] == "products"
+    assert first["load_info"]["dataset"] == "application_data"
+
+    activity = simulate_day(products.dsn)
+    second = products_daily_flow()
+    assert second["load_info"]["rows"] == {"products": activity["total"]}
+
+    full = products_full_refresh_flow()
+    assert full["status"] == "success"
+    assert full["load_info"]["rows"] == {"products": SEED_ROWS + activity["total"]}
+
+
+def test_unreachable_database_is_retried_then_fails_naming_host_and_port(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    password = "Flow-Secret-pw"
+    monkeypatch.setenv(
+        "SOURCES__PRODUCTS__CREDENTIALS", f"postgresql://loader:{password}@127.0.0.1:{port}/app"
+    )
+    state = products_daily_flow(return_state=True)
+    assert state.is_failed()
+    assert f"127.0.0.1:{port}" in state.message
+    assert password not in state.message
+
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    attempts = [run.run_count for run in task_runs if run.name.startswith("load-products")]
+    assert attempts == [4]  # the first try and the policy's three retries
