@@ -17,7 +17,7 @@ import duckdb
 import psycopg
 import pytest
 
-from local_stack.postgres import LocalPostgres, ensure_running, recorded
+from local_stack.postgres import LocalPostgres, default_root, ensure_running, recorded
 from local_stack.products_data import seed, simulate_day
 from pipelines.environment import ConfigurationError, warehouse_path
 from pipelines.errors import is_permanent, root_cause_message
@@ -333,12 +333,16 @@ def test_local_environment_falls_back_to_the_recorded_local_cluster(
 ) -> None:
     monkeypatch.delenv("SOURCES__PRODUCTS__CREDENTIALS")
     # The session cluster, recorded as this data folder's local cluster for its database.
-    local_root = data_dir / "postgres"
-    local_root.mkdir()
+    local_root = default_root()  # data_dir/postgres, or where the server user can reach it
+    local_root.mkdir(parents=True, exist_ok=True)
     facts = json.loads((products.cluster.root / "cluster.json").read_text())
     (local_root / "cluster.json").write_text(json.dumps({**facts, "database": products.name}))
-    assert recorded() is not None
-    assert loaded_rows(run()) == SEED_ROWS
+    try:
+        assert recorded() is not None
+        assert loaded_rows(run()) == SEED_ROWS
+    finally:
+        if not local_root.is_relative_to(data_dir):
+            shutil.rmtree(local_root, ignore_errors=True)
 
     monkeypatch.setenv("DATA_PIPELINES_ENV", "production")
     with pytest.raises(ConfigurationError, match="SOURCES__PRODUCTS__CREDENTIALS"):
