@@ -20,6 +20,10 @@ os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.3")
+# dlt's own log lines go to the flow run's logs, as on the worker (local_stack/stack.py).
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "dlt")
+# The harness server has no UI and `ui_url` (alert links) needs a base: the local stack's.
+os.environ.setdefault("PREFECT_UI_URL", "http://127.0.0.1:4200")
 # dlt's HTTP retries: real attempts, short waits.
 os.environ.setdefault("RUNTIME__REQUEST_BACKOFF_FACTOR", "0.05")
 os.environ.setdefault("RUNTIME__REQUEST_MAX_RETRY_DELAY", "2")
