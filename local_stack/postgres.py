@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import hashlib
 import json
 import os
 import pwd
@@ -96,7 +97,37 @@ class LocalPostgres:
 
 
 def default_root() -> Path:
-    return data_dir() / "postgres"
+    """`data_dir()/postgres`, or a folder the server user can reach when that one is not.
+
+    As root the server runs as `postgres`, which cannot enter a folder below a private parent
+    (a clone under /root, which is 0700). Then the cluster lives under /var/tmp, keyed by the
+    data folder, and `data_dir()/postgres` is a symlink to it, so each data folder still has
+    exactly one cluster and `rm -rf .data` plus `down` forgets it.
+    """
+    preferred = data_dir() / "postgres"
+    if preferred.is_symlink():
+        return preferred.resolve()
+    if not _as_root() or _server_user_can_reach(preferred.parent):
+        return preferred
+    key = hashlib.sha1(str(data_dir()).encode()).hexdigest()[:12]
+    relocated = Path("/var/tmp") / f"data-pipelines-postgres-{key}"
+    relocated.mkdir(mode=0o755, parents=True, exist_ok=True)
+    relocated.chmod(0o755)
+    preferred.parent.mkdir(parents=True, exist_ok=True)
+    if not preferred.exists():
+        preferred.symlink_to(relocated, target_is_directory=True)
+    return relocated
+
+
+def _server_user_can_reach(folder: Path) -> bool:
+    """Whether the server user may traverse every folder down to `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    check = subprocess.run(
+        ["runuser", "-u", SERVER_OS_USER, "--", "test", "-x", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    return check.returncode == 0
 
 
 def bin_dir() -> Path:

@@ -8,6 +8,7 @@ One module-scoped local stack in a temporary data folder, built by the project's
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import duckdb
 import pytest
 
 from infra import prefect_setup
-from local_stack import stack
+from local_stack import postgres, stack
 
 FLOW_RUN_ID = re.compile(r"UUID:\s*([0-9a-f-]{36})")
 
@@ -33,7 +34,7 @@ class LocalStack:
         """The `prefect` CLI as an operator types it, against the stack's server."""
         return subprocess.run(
             [stack._bin("prefect"), *args],
-            env=self.env,
+            env={**self.env, "COLUMNS": "250"},  # rich tables truncate to the terminal width
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -73,7 +74,9 @@ class LocalStack:
 
 @pytest.fixture(scope="module")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    data_dir = tmp_path_factory.mktemp("stack") / "data"
+    base = tmp_path_factory.mktemp("stack")
+    base.chmod(0o755)  # the PostgreSQL server runs as `postgres` and must reach its folder
+    data_dir = base / "data"
     (data_dir / "dlt" / "local").mkdir(parents=True)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DATA_PIPELINES_DATA_DIR", str(data_dir))
@@ -92,7 +95,10 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
             patch.setenv("PREFECT_API_URL", running.prefect_api_url)
             yield LocalStack(running, data_dir)
         finally:
+            cluster_root = postgres.default_root()
             stack.down()
+            if cluster_root.is_relative_to("/var/tmp"):
+                shutil.rmtree(cluster_root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +134,9 @@ def test_deployed_definitions_match_prefect_yaml(deployed: LocalStack) -> None:
     assert [s.schedule.cron for s in daily.schedules] == ["0 9 * * *"]
     assert daily.schedules[0].schedule.timezone == "UTC"
     assert backfill.schedules == []
-    assert daily.concurrency_limit == 1 or (
-        daily.global_concurrency_limit is not None and daily.global_concurrency_limit.limit == 1
-    )
+    assert daily.global_concurrency_limit is not None
+    assert daily.global_concurrency_limit.limit == 1
+    assert daily.concurrency_options.collision_strategy == "ENQUEUE"
     # the locally deployed copy pulls from this checkout
     assert "set_working_directory" in str(daily.pull_steps)
 
