@@ -70,10 +70,29 @@ def warehouse_path(database: str) -> Path:
     return path
 
 
+REPLACE_STRATEGY = "insert-from-staging"
+
+
+def _atomic_swaps(destination: Any) -> Any:
+    """Readers never see a half or empty table, whatever the write disposition.
+
+    `replace` loads into the staging dataset and swaps in; dlt runs the staging -> table SQL
+    (DELETE + INSERT for replace and merge) in one transaction only when
+    `supports_transactions` is set, and neither the duckdb nor the snowflake factory sets it
+    (dlt 1.31): a failing INSERT then left an EMPTY table behind (tests/test_products.py
+    proves the fix). Both engines support transactions.
+    """
+    destination.config_params["replace_strategy"] = REPLACE_STRATEGY
+    destination.caps_params["supports_transactions"] = True
+    return destination
+
+
 def _local_warehouse() -> Any:
     import dlt
 
-    return dlt.destinations.duckdb(credentials=str(warehouse_path(WAREHOUSE_DATABASE)))
+    return _atomic_swaps(
+        dlt.destinations.duckdb(credentials=str(warehouse_path(WAREHOUSE_DATABASE)))
+    )
 
 
 def _snowflake_warehouse() -> Any:
@@ -81,7 +100,7 @@ def _snowflake_warehouse() -> Any:
 
     # Credentials (account, user, key or password, warehouse, role) resolve from dlt config
     # under [destination.snowflake.credentials]; the database is fixed by our design.
-    return dlt.destinations.snowflake(credentials={"database": WAREHOUSE_DATABASE})
+    return _atomic_swaps(dlt.destinations.snowflake(credentials={"database": WAREHOUSE_DATABASE}))
 
 
 def _configured_bucket_url() -> str | None:

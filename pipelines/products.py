@@ -57,7 +57,6 @@ PIPELINE_NAME = "products"
 DATASET_NAME = "application_data"
 TABLE_NAME = "products"
 CREDENTIALS_KEY = "sources.products.credentials"
-REPLACE_STRATEGY = "insert-from-staging"
 logger = logging.getLogger(__name__)
 
 
@@ -99,15 +98,8 @@ def source_credentials() -> str | None:
 
 def make_products_pipeline() -> dlt.Pipeline:
     """The `products` pipeline into the current environment's warehouse."""
-    destination = current_environment().warehouse()
-    # Explicit destination config (supersedes config files and env): swap through staging.
-    destination.config_params["replace_strategy"] = REPLACE_STRATEGY
-    # dlt runs the staging -> table SQL (DELETE + INSERT for replace and merge) in one
-    # transaction only when `supports_transactions` is set, and neither the duckdb nor the
-    # snowflake factory sets it (dlt 1.31): a failing INSERT then left an EMPTY table behind
-    # (tests/test_products.py proves the fix). Both engines support transactions.
-    destination.caps_params["supports_transactions"] = True
-    return make_pipeline(PIPELINE_NAME, destination, DATASET_NAME)
+    # The warehouse swaps replace/merge in atomically (see environment._atomic_swaps).
+    return make_pipeline(PIPELINE_NAME, current_environment().warehouse(), DATASET_NAME)
 
 
 def cursor_value(pipeline: dlt.Pipeline) -> Any:
