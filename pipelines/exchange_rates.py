@@ -42,7 +42,7 @@ from dlt.common.pipeline import LoadInfo
 from dlt.sources import DltResource
 
 from pipelines.environment import current_environment
-from pipelines.runner import load_summary, make_pipeline
+from pipelines.runner import load_summary, make_pipeline, persist_run_audit
 from sources.exchange_rates import (
     HISTORICAL_TABLE,
     LATEST_TABLE,
@@ -67,7 +67,7 @@ STATE_DATASET = "_dlt_exchange_rates"
 SNAPSHOT_PLACEHOLDER = "snapshot"
 # Persist fetched days at least this often, so a crash costs little to resume.
 CHUNK_MAX_DAYS = 100
-CHUNK_MAX_SECONDS = 5.0
+CHUNK_MAX_SECONDS = 1.5
 # One row per normalized file is what lets a file be named after its row's date; scoped to
 # this pipeline by dlt's pipeline-name config section.
 _ONE_ROW_PER_FILE_VAR = f"{PIPELINE_NAME.upper()}__NORMALIZE__DATA_WRITER__FILE_MAX_ITEMS"
@@ -143,14 +143,33 @@ class _ExchangeRatesPipeline:
     exchange_rates_url: str
     load_infos: list[LoadInfo] = field(default_factory=list)
 
+    local_pipe: dict[str, Any] | None = None
+
     def load(self, resource: DltResource) -> LoadInfo:
-        """Extract, normalize, name the files, load: one load package."""
+        """Extract, normalize, name the files, load: one load package; then the local pipe."""
         self.pipeline.extract(resource)
         normalized = self.pipeline.normalize()
         self.snapshots.learn(self.pipeline, normalized.loads_ids)
         info = self.pipeline.load()
         self.load_infos.append(info)
+        self.run_local_pipe()
         return info
+
+    def run_local_pipe(self) -> None:
+        """Play Snowpipe locally, as files land; in production Snowpipe itself loads them."""
+        if current_environment().name != "local":
+            return
+        from local_stack.snowpipe import ingest
+
+        report = ingest(self.exchange_rates_url)
+        logger.info(
+            "Local Snowpipe loaded %d file(s), %d row(s)", report.files_loaded, report.rows_loaded
+        )
+        totals = self.local_pipe or {"files_loaded": 0, "rows_loaded": 0, "loaded": []}
+        totals["files_loaded"] += report.files_loaded
+        totals["rows_loaded"] += report.rows_loaded
+        totals["loaded"] += report.loaded
+        self.local_pipe = totals
 
     def combined_load_info(self) -> LoadInfo | None:
         """One LoadInfo covering every package this run loaded."""
@@ -203,17 +222,21 @@ def days_in_bucket(pipeline: dlt.Pipeline, exchange_rates_url: str) -> set[date]
     return days
 
 
-def _run_local_pipe() -> dict[str, Any] | None:
-    """Play Snowpipe locally; in production Snowpipe itself loads the files."""
-    if current_environment().name != "local":
-        return None
-    from local_stack.snowpipe import ingest
+# ---- audit ------------------------------------------------------------------------------------
 
-    report = ingest().as_dict()
-    logger.info(
-        "Local Snowpipe loaded %d file(s), %d row(s)", report["files_loaded"], report["rows_loaded"]
-    )
-    return report
+# dlt's load info and trace go to the same bucket, beside dlt's state and never under the
+# watched prefix (Snowpipe would try to load them as rates). They need a sibling pipeline: this
+# pipeline's layout is absolute to `exchange-rates/`, so its own `_load_info` table would land
+# there. Files: <bucket>/_dlt_exchange_rates_audit/{_load_info,_trace}/<load_id>.<file_id>.jsonl.gz
+AUDIT_PIPELINE_NAME = "exchange_rates_audit"
+AUDIT_DATASET = "_dlt_exchange_rates_audit"
+
+
+def persist_audit(load_info: LoadInfo) -> LoadInfo:
+    """Load a run's LoadInfo and trace as `_load_info`/`_trace` files into the bucket."""
+    destination = dlt.destinations.filesystem(bucket_url=current_environment().bucket_url())
+    audit = make_pipeline(AUDIT_PIPELINE_NAME, destination, AUDIT_DATASET)
+    return persist_run_audit(load_info, pipeline=audit, lock_database=None)
 
 
 # ---- latest -----------------------------------------------------------------------------------
@@ -224,9 +247,7 @@ def run_latest() -> LoadInfo:
     settings = resolve_settings()
     client = make_client(settings)
     runner = _make()
-    info = runner.load(latest_resource(client))
-    _run_local_pipe()
-    return info
+    return runner.load(latest_resource(client))
 
 
 # ---- backfill ---------------------------------------------------------------------------------
@@ -315,19 +336,12 @@ def backfill(
         result.quota_remaining_before = check_quota(
             client, len(missing), what=f"the backfill {start}..{end} ({len(missing)} missing days)"
         )
-        try:
-            result.days_loaded = _fetch_and_load(runner, client, missing, settings)
-        except BaseException:
-            # Days saved before the failure are in the bucket; in production Snowpipe loads
-            # them anyway, so the local pipe does too. Its own failure must not mask ours.
-            try:
-                _run_local_pipe()
-            except Exception:
-                logger.exception("Local Snowpipe failed after the failed backfill")
-            raise
+        result.days_loaded = _fetch_and_load(runner, client, missing, settings)
+    else:
+        runner.run_local_pipe()  # nothing to fetch; still ingest any file not loaded yet
     # Nothing missing is still a load step (an empty one), so callers always get a LoadInfo.
     result.load_info = runner.combined_load_info() or runner.pipeline.load()
-    result.local_pipe = _run_local_pipe()
+    result.local_pipe = runner.local_pipe
     result.seconds = round(time.monotonic() - started, 3)
     logger.info(
         "Backfill %s..%s done: %d/%d days loaded, %d skipped, in %.1fs",
@@ -380,9 +394,13 @@ def _fetch_and_load(
                 flush()
     except BaseException:
         # Keep what was fetched before the failure: the rerun will not pay for it again.
+        # A failure while saving must not hide the error that stopped the backfill.
         if buffer:
             logger.info("Saving %d fetched day(s) before stopping", len(buffer))
-            flush()
+            try:
+                flush()
+            except Exception:
+                logger.exception("Could not save the fetched days; the rerun will fetch them")
         raise
     flush()
     return loaded
