@@ -324,6 +324,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "OXRSandbox/1.0"
     timeout = 30  # idle keep-alive connections must not pin handler threads forever
+    # Headers and body go out in separate writes; without TCP_NODELAY, Nagle plus the client's
+    # delayed ACK added ~40 ms to every keep-alive request.
+    disable_nagle_algorithm = True
     server: _SandboxHTTPServer
 
     def do_GET(self) -> None:
