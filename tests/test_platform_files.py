@@ -83,6 +83,7 @@ def test_production_pull_clones_and_installs_without_secrets_in_the_file() -> No
     ]
     clone = config["pull"][0]["prefect.deployments.steps.git_clone"]
     assert clone["access_token"].startswith("{{ prefect.blocks.secret.")
+
     # any secret-looking setting must be a reference resolved at run time, never a literal
     def walk(node: Any) -> None:
         if isinstance(node, dict):
@@ -116,7 +117,8 @@ def test_requirements_txt_is_the_lock_file_exported() -> None:
     def pins(text: str) -> list[str]:
         return [line for line in text.splitlines() if line and not line.startswith((" ", "#"))]
 
-    assert pins(committed) == pins(exported), "run: uv export --frozen --no-dev --no-hashes --no-emit-project -o requirements.txt"
+    fix = "uv export --frozen --no-dev --no-hashes --no-emit-project -o requirements.txt"
+    assert pins(committed) == pins(exported), f"requirements.txt is stale; run: {fix}"
 
 
 def lint_workflow(path: Path) -> subprocess.CompletedProcess[str]:
