@@ -220,6 +220,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
             ):
                 print(line)
         return 0
+    if args.target == "alerting":
+        from infra import alerting
+
+        # Secrets from dlt config ([alerting]: environment, secrets.toml, Secrets Manager).
+        for line in alerting.apply():
+            print(line)
+        return 0
     from infra import snowflake
 
     return snowflake.apply(dry_run=args.dry_run)
@@ -280,8 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("sql")
     query.set_defaults(func=cmd_query)
 
-    apply = sub.add_parser("apply", help="apply platform as code: Prefect or Snowflake")
-    apply.add_argument("target", choices=["prefect", "snowflake"])
+    apply = sub.add_parser(
+        "apply",
+        help="apply platform as code: Prefect, alerting or Snowflake",
+        description="prefect: work pools and git settings. alerting: the Slack and PagerDuty "
+        "webhook blocks (from [alerting] slack_webhook_url, pagerduty_integration_key in dlt "
+        "config) and the failure automations; idempotent. snowflake: the versioned DDL.",
+    )
+    apply.add_argument("target", choices=["prefect", "alerting", "snowflake"])
     apply.add_argument("--dry-run", action="store_true", help="snowflake: print the SQL only")
     apply.add_argument("--git-repository", help="prefect: repository the workers clone")
     apply.add_argument("--git-branch", default="main", help="prefect: branch to clone")

@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows.reporting import persist_audit, publish_run_report
 from flows.retry_policy import pipeline_task
 from pipelines.currencies import PIPELINE_NAME, run
 from pipelines.runner import load_summary
@@ -16,7 +17,9 @@ def load_currencies() -> dict[str, Any]:
     """Run the currencies pipeline and return its summary."""
     logger = get_run_logger()
     logger.info("Loading currencies from Open Exchange Rates")
-    summary = load_summary(run())
+    load_info = run()
+    summary = load_summary(load_info)
+    persist_audit(load_info)
     logger.info(
         "Loaded %s rows into %s.%s in %ss",
         summary["rows"].get("currencies", 0),
@@ -34,4 +37,5 @@ def load_currencies() -> dict[str, Any]:
 def currencies_weekly_flow() -> dict[str, Any]:
     """Weekly refresh of the currency reference table."""
     summary = load_currencies()
+    publish_run_report("currencies-weekly", [summary])
     return {"status": "success", "load_info": summary}

@@ -20,8 +20,10 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.logging.handlers import APILogHandler
 
+from flows.reporting import persist_audit, publish_run_report
 from flows.retry_policy import pipeline_task
 from pipelines.exchange_rates import backfill, run_latest, validate_range
+from pipelines.exchange_rates import persist_audit as persist_exchange_rates_audit
 from pipelines.runner import load_summary
 
 # Loggers whose records belong in the run's logs: our modules at INFO, dlt at its own level.
@@ -31,7 +33,11 @@ _FORWARDED_LOGGERS = ("pipelines.exchange_rates", "sources.exchange_rates", "loc
 @contextmanager
 def _pipeline_logs_in_prefect() -> Iterator[None]:
     handler = APILogHandler()
-    loggers = [logging.getLogger(name) for name in (*_FORWARDED_LOGGERS, "dlt")]
+    loggers = [logging.getLogger(name) for name in _FORWARDED_LOGGERS]
+    dlt_logger = logging.getLogger("dlt")
+    # PREFECT_LOGGING_EXTRA_LOGGERS=dlt (worker, tests) already attached one: never ship twice
+    if not any(isinstance(h, APILogHandler) for h in dlt_logger.handlers):
+        loggers.append(dlt_logger)
     previous_levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.addHandler(handler)
@@ -52,7 +58,9 @@ def load_exchange_rates() -> dict[str, Any]:
     logger = get_run_logger()
     logger.info("Loading the latest exchange rates from Open Exchange Rates")
     with _pipeline_logs_in_prefect():
-        summary = load_summary(run_latest())
+        load_info = run_latest()
+        summary = load_summary(load_info)
+        persist_audit(load_info, persist_exchange_rates_audit)
     logger.info(
         "Wrote %s row(s) to %s under exchange-rates/latest/ in %ss",
         summary["rows"].get("latest", 0),
@@ -69,6 +77,7 @@ def load_exchange_rates() -> dict[str, Any]:
 def exchange_rates_daily_flow() -> dict[str, Any]:
     """Daily snapshot of the latest rates."""
     summary = load_exchange_rates()
+    publish_run_report("exchange-rates-daily", [summary])
     return {"status": "success", "load_info": summary}
 
 
@@ -81,6 +90,8 @@ def backfill_exchange_rates(start_date: str, end_date: str | None = None) -> dic
     logger = get_run_logger()
     with _pipeline_logs_in_prefect():
         result = backfill(start_date, end_date)
+        if result.load_info is not None:
+            persist_audit(result.load_info, persist_exchange_rates_audit)
     summary = result.summary()
     logger.info(
         "Backfill %s..%s: %d day(s) in range, %d skipped (already in the bucket), "
@@ -108,4 +119,5 @@ def exchange_rates_backfill_flow(
     # Bad dates fail the flow here with a permanent error: before any task, request or retry.
     validate_range(start_date, end_date)
     summary = backfill_exchange_rates(start_date, end_date)
+    publish_run_report("exchange-rates-backfill", [summary])
     return {"status": "success", "load_info": summary}

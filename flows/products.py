@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows.reporting import persist_audit, publish_run_report
 from flows.retry_policy import pipeline_task
 from pipelines.products import run
 from pipelines.runner import load_summary
@@ -18,7 +19,9 @@ def load_products(full_refresh: bool = False) -> dict[str, Any]:
     logger.info(
         "Loading products from PostgreSQL (%s)", "full refresh" if full_refresh else "incremental"
     )
-    summary = load_summary(run(full_refresh=full_refresh))
+    load_info = run(full_refresh=full_refresh)
+    summary = load_summary(load_info)
+    persist_audit(load_info)
     logger.info(
         "Loaded %s rows into %s.%s in %ss",
         summary["rows"].get("products", 0),
@@ -38,6 +41,7 @@ def load_products(full_refresh: bool = False) -> dict[str, Any]:
 def products_daily_flow() -> dict[str, Any]:
     """Daily incremental load on `valid_ts`, merged on `audit_id`."""
     summary = load_products(full_refresh=False)
+    publish_run_report("products-daily", [summary])
     return {"status": "success", "load_info": summary}
 
 
@@ -48,4 +52,5 @@ def products_daily_flow() -> dict[str, Any]:
 def products_full_refresh_flow() -> dict[str, Any]:
     """Reload every row and reset the cursor; readers keep the old table until the swap."""
     summary = load_products(full_refresh=True)
+    publish_run_report("products-full-refresh", [summary])
     return {"status": "success", "load_info": summary}

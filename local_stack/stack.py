@@ -17,15 +17,18 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra import prefect_setup
-from local_stack import postgres, processes
+from infra import alerting, prefect_setup
+from infra.alerting import AlertingSettings
+from local_stack import postgres, processes, webhook_receiver
 from local_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID
 from pipelines.environment import DATA_DIR_VAR, PROJECT_DIR, configure_runtime, data_dir
 
 SANDBOX = "oxr-sandbox"
 PREFECT_SERVER = "prefect-server"
 WORKER = "prefect-worker"
+WEBHOOK_RECEIVER = "webhook-receiver"
 DEFAULT_SANDBOX_PORT = 8765
+DEFAULT_RECEIVER_PORT = 8766
 DEFAULT_PREFECT_PORT = 4200
 DEMO_PRODUCT_ROWS = 5_000
 OXR_KEY_VARS = ("SOURCES__OPEN_EXCHANGE_RATES__API_KEY", "OXR_APP_ID")
@@ -113,6 +116,9 @@ def start_prefect_server() -> str:
     port = processes.choose_port(PREFECT_SERVER, DEFAULT_PREFECT_PORT)
     env = base_env()
     env.pop("PREFECT_API_URL", None)
+    # Alert links (`flow_run|ui_url` in the automations) are built by the server from this;
+    # `prefect server start` leaves it unset.
+    env["PREFECT_UI_URL"] = f"http://127.0.0.1:{port}"
     # A task waiting for its dlt pipeline's concurrency slot is told to retry within 3 s
     # (default 30 s): locally nobody should wait half a minute for a slot freed long ago.
     env.setdefault("PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS", "3")
@@ -138,11 +144,37 @@ def start_worker(env: dict[str, str]) -> int:
     # Poll often: a local operator is waiting for the run they just triggered.
     worker_env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "2")
     worker_env.setdefault("PREFECT_WORKER_PREFETCH_SECONDS", "5")
+    # dlt's own log lines (logger `dlt`) go to the flow run's logs in the UI.
+    worker_env.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "dlt")
     return processes.start(
         WORKER,
         [_bin("prefect"), "worker", "start", "--pool", "production", "--name", "local-worker"],
         worker_env,
         cwd=PROJECT_DIR,
+    )
+
+
+def start_webhook_receiver() -> AlertingSettings:
+    """The local Slack/PagerDuty stand-in (started if needed) as alerting settings."""
+    port = processes.choose_port(WEBHOOK_RECEIVER, DEFAULT_RECEIVER_PORT)
+    processes.start(
+        WEBHOOK_RECEIVER,
+        [sys.executable, "-m", "local_stack.webhook_receiver", "--port", str(port)],
+        base_env(),
+        cwd=PROJECT_DIR,
+    )
+    base = f"http://127.0.0.1:{port}"
+    processes.wait_until(
+        lambda: processes.http_ok(base + webhook_receiver.HEALTH_PATH),
+        "webhook receiver",
+        30,
+        processes.log_file(WEBHOOK_RECEIVER),
+    )
+    return AlertingSettings(
+        slack_webhook_url=base + webhook_receiver.SLACK_PATH,
+        # not secret: the receiver records it so an operator sees a real Events v2 body
+        pagerduty_integration_key="local-routing-key",
+        pagerduty_events_url=base + webhook_receiver.PAGERDUTY_PATH,
     )
 
 
@@ -179,19 +211,26 @@ def up(deploy: bool = True, worker: bool = True) -> Stack:
         notes=notes,
     )
     _write_shell_env(stack)
+    alerts = start_webhook_receiver()
+    notes.append(
+        "Alerts: Slack and PagerDuty blocks point at the local receiver; what it gets is in "
+        f"{webhook_receiver.default_record_file()}"
+    )
     if deploy:
-        _apply_and_deploy(env)
+        _apply_and_deploy(env, alerts)
     if worker:
         start_worker(env)
     return stack
 
 
-def _apply_and_deploy(env: dict[str, str]) -> None:
+def _apply_and_deploy(env: dict[str, str], alerts: AlertingSettings | None = None) -> None:
     previous = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = env["PREFECT_API_URL"]
     try:
         prefect_setup.ensure_work_pools()
         prefect_setup.ensure_pipeline_concurrency_limits()
+        if alerts is not None:
+            alerting.apply(alerts)
     finally:
         if previous is None:
             os.environ.pop("PREFECT_API_URL", None)
@@ -219,7 +258,7 @@ def _write_shell_env(stack: Stack) -> None:
 def down() -> list[str]:
     """Stop worker, Prefect server, sandbox and PostgreSQL; data stays in the data folder."""
     stopped = []
-    for name in (WORKER, PREFECT_SERVER, SANDBOX):
+    for name in (WORKER, PREFECT_SERVER, SANDBOX, WEBHOOK_RECEIVER):
         if processes.stop(name):
             stopped.append(name)
     if postgres.stop():
@@ -230,7 +269,7 @@ def down() -> list[str]:
 def status() -> dict[str, str]:
     """One line per service: running (pid) or stopped."""
     result = {}
-    for name in (SANDBOX, PREFECT_SERVER, WORKER):
+    for name in (SANDBOX, PREFECT_SERVER, WORKER, WEBHOOK_RECEIVER):
         pid = processes.running_pid(name)
         result[name] = f"running (pid {pid})" if pid else "stopped"
     cluster = postgres.running()

@@ -9,7 +9,7 @@ It answers like the real services so senders behave as in production: Slack's `o
 PagerDuty Events v2's `202 {"status": "success", ...}`.
 
 Run it alone: `python -m local_stack.webhook_receiver --port 8766`; read what arrived with
-`tail -f .data/alerts/webhooks.jsonl` (or `data-pipelines alerts`). Tests use `WebhookReceiver`
+`tail -f .data/alerts/webhooks.jsonl`. Tests use `WebhookReceiver`
 in process (`with WebhookReceiver(port=0) as receiver: ...; receiver.wait_for(...)`).
 """
 

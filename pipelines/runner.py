@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import dlt
@@ -66,7 +67,14 @@ def load_summary(load_info: LoadInfo) -> dict[str, Any]:
             if not table.startswith("_dlt")
         }
     new_columns: dict[str, list[str]] = {}
+    files: dict[str, int] = {}
     for package in load_info.load_packages:
+        # one completed job = one data file loaded; `sql` jobs are dlt's follow-up statements
+        # (replace/merge from staging), not files written
+        for job in package.jobs.get("completed_jobs", []):
+            table_name = job.job_file_info.table_name
+            if not table_name.startswith("_dlt") and job.job_file_info.file_format != "sql":
+                files[table_name] = files.get(table_name, 0) + 1
         for table_name, table in package.schema_update.items():
             if table_name.startswith("_dlt"):
                 continue
@@ -82,8 +90,72 @@ def load_summary(load_info: LoadInfo) -> dict[str, Any]:
         "rows": rows,
         "load_ids": list(load_info.loads_ids),
         "schema_changes": new_columns,
+        "new_tables": _new_tables(pipeline, new_columns),
+        "files": files,
         "duration_seconds": round((finished - started).total_seconds(), 3)
         if started and finished
         else None,
         "has_failed_jobs": load_info.has_failed_jobs,
     }
+
+
+def _new_tables(pipeline: dlt.Pipeline | None, new_columns: dict[str, list[str]]) -> list[str]:
+    """Tables this run created: every data column of the table arrived in this run's update."""
+    if pipeline is None or pipeline.default_schema_name is None:
+        return []
+    created = []
+    for table_name, columns in new_columns.items():
+        schema = next(
+            (s for s in pipeline.schemas.values() if table_name in s.tables),
+            pipeline.default_schema,
+        )
+        known = [c for c in schema.get_table_columns(table_name) if not c.startswith("_dlt")]
+        if known and set(known) <= set(columns):
+            created.append(table_name)
+    return sorted(created)
+
+
+# dlt's own tables for the audit of runs ("Inspect the load info and trace" in dlt's docs).
+LOAD_INFO_TABLE = "_load_info"
+TRACE_TABLE = "_trace"
+
+
+def persist_run_audit(
+    load_info: LoadInfo,
+    *,
+    pipeline: dlt.Pipeline | None = None,
+    lock_database: str | None = WAREHOUSE_DATABASE,
+) -> LoadInfo:
+    """Load this run's LoadInfo and trace into `_load_info` / `_trace` of the same dataset.
+
+    Call it right after a successful run, before anything else uses the pipeline: the trace is
+    `pipeline.last_trace`, which the audit load itself replaces. `pipeline` defaults to the one
+    that produced `load_info`; a destination whose layout cannot take these tables (the
+    exchange-rates bucket) passes a sibling pipeline on the same destination instead.
+
+    Both tables keep one row per run with nested parts as JSON (`max_table_nesting=0`): two
+    tables per dataset instead of ~30 child tables, queryable with the warehouse's JSON
+    functions. Secrets are not in them: dlt's trace keeps only non-secret config values and
+    `destination_displayable_credentials` is redacted by dlt.
+    """
+    source_pipeline = load_info.pipeline
+    trace = source_pipeline.last_trace if source_pipeline is not None else None
+    target = pipeline or source_pipeline
+    if target is None:
+        raise ValueError("load_info has no pipeline; pass the pipeline to persist into")
+    resources = [dlt.resource([load_info], name=LOAD_INFO_TABLE, max_table_nesting=0)]
+    if trace is not None:
+        resources.append(dlt.resource([trace], name=TRACE_TABLE, max_table_nesting=0))
+    # dlt warns about every all-null field of these documents on each run; the audit's own
+    # schema is not the operator's business, so only its errors reach the logs.
+    dlt_logger = logging.getLogger("dlt")
+    previous = dlt_logger.level
+    dlt_logger.setLevel(logging.ERROR)
+    try:
+        # evolve: a pipeline's data contract (products freezes data types) is for its data,
+        # not for the shape of dlt's bookkeeping documents.
+        return extract_normalize_load(
+            target, resources, lock_database=lock_database, schema_contract="evolve"
+        )
+    finally:
+        dlt_logger.setLevel(previous)

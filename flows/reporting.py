@@ -1,0 +1,115 @@
+"""Run reports: what a flow run loaded, where the operator looks (the Prefect UI, Artifacts).
+
+Each flow run publishes one table artifact, keyed `<flow-name>-report` (so the Artifacts page
+keeps the history of each flow under one key), with one row per table per pipeline run:
+
+| pipeline | table | rows_loaded | files_written | schema_changes | duration_s |
+
+The backfill adds `days_requested`, `days_skipped` and `days_loaded`. The description repeats
+the essentials in one line and names the dlt load ids (the key into `_dlt_loads`, `_load_info`
+and `_trace` in the warehouse). Only the summary produced by `pipelines.runner.load_summary` goes
+in: no credentials, no data values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from prefect import get_run_logger
+from prefect.artifacts import create_table_artifact
+
+BACKFILL_COLUMNS = ("days_requested", "days_skipped", "days_loaded")
+
+
+def report_key(flow_name: str) -> str:
+    """`currencies-weekly` -> `currencies-weekly-report` (artifact keys: a-z, 0-9, dashes)."""
+    return f"{flow_name}-report".lower().replace("_", "-")
+
+
+def _schema_change(summary: dict[str, Any], table: str) -> str:
+    columns = summary.get("schema_changes", {}).get(table) or []
+    if not columns:
+        return ""
+    if table in (summary.get("new_tables") or []):
+        return f"new table ({len(columns)} columns)"
+    return "new columns: " + ", ".join(columns)
+
+
+def report_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The artifact rows of one pipeline run (one per table it touched)."""
+    rows = summary.get("rows") or {}
+    files = summary.get("files") or {}
+    changes = summary.get("schema_changes") or {}
+    tables = sorted(set(rows) | set(files) | set(changes))
+    backfill = summary.get("backfill")
+    result = []
+    for table in tables or ["(no tables loaded)"]:
+        row: dict[str, Any] = {
+            "pipeline": summary.get("pipeline"),
+            "table": table,
+            "rows_loaded": rows.get(table, 0),
+            "files_written": files.get(table, 0),
+            "schema_changes": _schema_change(summary, table),
+            "duration_s": summary.get("duration_seconds"),
+        }
+        if backfill is not None:
+            row.update({column: backfill.get(column) for column in BACKFILL_COLUMNS})
+        result.append(row)
+    return result
+
+
+def describe(flow_name: str, summaries: Sequence[dict[str, Any]]) -> str:
+    """The artifact's markdown description: one line per pipeline run."""
+    lines = [f"**{flow_name}** run report"]
+    for summary in summaries:
+        total = sum((summary.get("rows") or {}).values())
+        line = (
+            f"- `{summary.get('pipeline')}` -> {summary.get('destination')}"
+            f" `{summary.get('dataset')}`: {total} row(s) in "
+            f"{summary.get('duration_seconds')} s"
+        )
+        backfill = summary.get("backfill")
+        if backfill is not None:
+            line += (
+                f"; backfill {backfill['start_date']}..{backfill['end_date']}: "
+                f"{backfill['days_requested']} day(s) requested, {backfill['days_skipped']} "
+                f"skipped (already in the bucket), {backfill['days_loaded']} loaded"
+            )
+        load_ids = summary.get("load_ids") or []
+        if load_ids:
+            line += f"; load ids {', '.join(load_ids)}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def publish_run_report(flow_name: str, summaries: Sequence[dict[str, Any]]) -> UUID:
+    """Create this flow run's report artifact (call once per flow run) and log its lines."""
+    table = [row for summary in summaries for row in report_rows(summary)]
+    description = describe(flow_name, summaries)
+    artifact_id = create_table_artifact(
+        table=table, key=report_key(flow_name), description=description
+    )
+    logger = get_run_logger()
+    for row in table:
+        logger.info(
+            "Report: %s",
+            ", ".join(f"{k}={v}" for k, v in row.items() if v not in ("", None)),
+        )
+    return artifact_id
+
+
+def persist_audit(load_info: Any, persist: Any = None) -> None:
+    """Write the run's load info and trace to the warehouse; never fail a load that landed.
+
+    The data is in by now: a failing audit write is logged as a warning (the next load would
+    surface a broken warehouse anyway) instead of failing, and so retrying, the whole load.
+    `persist` is the pipeline's own audit writer (default `pipelines.runner.persist_run_audit`).
+    """
+    from pipelines.runner import persist_run_audit
+
+    try:
+        (persist or persist_run_audit)(load_info)
+    except Exception as error:  # reported, deliberately not raised
+        get_run_logger().warning("Could not persist the load info and trace for audit: %s", error)
