@@ -198,6 +198,18 @@ def cmd_simulate_day(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Check what users read in the current environment; exit 1 listing what failed."""
+    from pipelines.verify import verify
+
+    report = verify()
+    if args.json:
+        print(json.dumps({"ok": report.ok, "checks": report.as_rows()}, indent=2, default=str))
+    else:
+        print(report.render())
+    return 0 if report.ok else 1
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     from local_stack.warehouse import query
 
@@ -286,6 +298,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     query.add_argument("sql")
     query.set_defaults(func=cmd_query)
+
+    verify = sub.add_parser(
+        "verify",
+        help="check target tables, row counts, freshness and duplicate keys (exit 1 if not ok)",
+        description="For the current environment (DATA_PIPELINES_ENV): every target table "
+        "exists and has rows; the latest rate date is at most [verify] max_rate_age_days (1) "
+        "before today; the latest products valid_ts is at most max_products_lag_hours (26) "
+        "behind PostgreSQL; no duplicate keys where users read; in production also the pipe's "
+        "SYSTEM$PIPE_STATUS and COPY_HISTORY errors. The data-freshness deployment runs the same.",
+    )
+    verify.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.set_defaults(func=cmd_verify)
 
     apply = sub.add_parser(
         "apply",

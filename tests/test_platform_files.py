@@ -24,6 +24,10 @@ EXPECTED = {
     "products-daily": ("flows/products.py:products_daily_flow", "0 6 * * *"),
     "products-full-refresh": ("flows/products.py:products_full_refresh_flow", None),
 }
+# Beside the five pipelines: the scheduled verification, tagged dlt so that it alerts too.
+PLATFORM = {
+    "data-freshness": ("flows/data_freshness.py:data_freshness_flow", "0 10 * * *"),
+}
 
 
 def load_flow(entrypoint: str) -> Any:
@@ -38,8 +42,8 @@ def deployments() -> list[dict[str, Any]]:
 
 def test_five_deployments_with_the_seed_names() -> None:
     found = {load_flow(d["entrypoint"]).name: d for d in deployments()}
-    assert set(found) == set(EXPECTED)
-    for flow_name, (entrypoint, cron) in EXPECTED.items():
+    assert set(found) == set(EXPECTED) | set(PLATFORM)
+    for flow_name, (entrypoint, cron) in {**EXPECTED, **PLATFORM}.items():
         deployment = found[flow_name]
         # `prefect deployment run FLOW/production` must address it
         assert deployment["name"] == "production"

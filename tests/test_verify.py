@@ -1,0 +1,222 @@
+"""`data-pipelines verify` on a freshly loaded local warehouse, then made stale or duplicated.
+
+The warehouse is loaded by the real pipelines: currencies and exchange rates from the OXR
+sandbox (latest.json -> bucket -> local pipe), products from a real PostgreSQL database.
+Production-only checks (pipe status, COPY_HISTORY) are tested on their SQL and their judgement:
+fakesnow cannot run `SYSTEM$PIPE_STATUS` or `COPY_HISTORY`.
+"""
+
+# Fixtures are imported from tests.fixtures.postgres and requested by name (F811).
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+import sqlglot
+
+from data_pipelines_cli.main import main
+from local_stack.oxr_sandbox import OXRSandbox
+from local_stack.products_data import seed
+from pipelines import currencies, exchange_rates, products, verify
+from tests.fixtures.postgres import (  # noqa: F401
+    ProductsDatabase,
+    postgres_cluster,
+    products_database,
+)
+
+SEED_ROWS = 200
+
+
+@pytest.fixture
+def loaded(
+    oxr_sandbox: OXRSandbox,
+    data_dir: Path,
+    products_database: ProductsDatabase,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Path:
+    """A local warehouse freshly loaded by the three pipelines."""
+    seed(products_database.dsn, SEED_ROWS)
+    monkeypatch.setenv("SOURCES__PRODUCTS__CREDENTIALS", products_database.dsn)
+    monkeypatch.setenv("SOURCES__PRODUCTS__LOOKBACK", "0")
+    currencies.run()
+    products.run()
+    exchange_rates.run_latest()  # today's rates, then the local pipe
+    return data_dir
+
+
+def execute(data_dir: Path, database: str, sql: str) -> None:
+    with duckdb.connect(str(data_dir / "warehouse" / f"{database}.duckdb")) as con:
+        con.execute(sql)
+
+
+def failed(report: verify.VerifyReport) -> set[tuple[str, str]]:
+    return {(c.check, c.target) for c in report.failures}
+
+
+def test_verify_passes_on_a_freshly_loaded_stack(
+    loaded: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = verify.verify()
+    assert report.ok, report.render()
+    assert {c.check for c in report.checks} == {"rows", "freshness", "duplicates"}
+    assert len(report.checks) == 4 + 2 + 3
+    assert main(["verify"]) == 0
+    out = capsys.readouterr().out
+    assert "OK: all 9 checks passed." in out
+    assert "DLT.APPLICATION_DATA.PRODUCTS" in out and "200 rows" in out
+    print(out)  # the readable report, for the record (pytest -s)
+
+
+def test_stale_data_fails_naming_the_tables(
+    loaded: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # products: the warehouse's newest audit rows are three days behind the source's
+    execute(
+        loaded, "dlt", "update application_data.products set valid_ts = valid_ts - interval 3 day"
+    )
+    # exchange rates: the newest day users can read is five days old
+    execute(
+        loaded,
+        "snowpipe",
+        "update open_exchange_rates.exchange_rates set rate_date = rate_date - interval 5 day",
+    )
+    report = verify.verify()
+    assert failed(report) == {
+        ("freshness", "DLT.APPLICATION_DATA.PRODUCTS"),
+        ("freshness", "SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_LATEST"),
+    }
+    assert main(["verify"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED: 2 of 9 checks:" in out
+    assert "  - freshness DLT.APPLICATION_DATA.PRODUCTS: latest valid_ts" in out
+    assert "72.0 h behind the source's" in out
+    assert (
+        "  - freshness SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_LATEST: latest rate_date" in out
+    )
+    print(out)
+
+
+def test_duplicate_keys_where_users_read_fail_naming_the_table(
+    loaded: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    execute(
+        loaded,
+        "dlt",
+        "insert into application_data.products select * from application_data.products "
+        "where audit_id = (select min(audit_id) from application_data.products)",
+    )
+    report = verify.verify()
+    assert failed(report) == {("duplicates", "DLT.APPLICATION_DATA.PRODUCTS")}
+    (failure,) = report.failures
+    assert failure.detail.startswith("duplicate (audit_id): (")
+    assert main(["verify", "--json"]) == 1
+    checks = json.loads(capsys.readouterr().out)["checks"]
+    assert [c["target"] for c in checks if c["ok"] == "FAILED"] == ["DLT.APPLICATION_DATA.PRODUCTS"]
+
+
+def test_a_missing_table_fails_and_skips_its_other_checks(
+    oxr_sandbox: OXRSandbox, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    currencies.run()
+    report = verify.check_warehouse(
+        verify.local_query, environment="local", source_latest_valid_ts=lambda: None
+    )
+    assert failed(report) == {
+        ("rows", "DLT.APPLICATION_DATA.PRODUCTS"),
+        ("rows", "SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES"),
+        ("rows", "SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_LATEST"),
+    }
+    assert {c.check for c in report.checks if c.target == verify.PRODUCTS} == {"rows"}
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_data_freshness_flow_fails_with_the_failures_as_its_message(loaded: Path) -> None:
+    from flows.data_freshness import data_freshness_flow
+
+    assert data_freshness_flow(return_state=True).is_completed()
+    execute(
+        loaded, "dlt", "update application_data.products set valid_ts = valid_ts - interval 3 day"
+    )
+    state = data_freshness_flow(return_state=True)
+    assert state.is_failed()
+    assert "1 check(s) failed:\nfreshness DLT.APPLICATION_DATA.PRODUCTS: latest valid_ts" in (
+        state.message
+    )
+
+
+# ---- production-only checks: SQL and judgement -------------------------------------------------
+
+
+def test_production_sql_is_valid_snowflake() -> None:
+    assert verify.pipe_status_sql() == (
+        "select SYSTEM$PIPE_STATUS('SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_PIPE')"
+    )
+    copy = verify.copy_errors_sql(verify.EXCHANGE_RATES, 24)
+    assert "from table(SNOWPIPE.INFORMATION_SCHEMA.COPY_HISTORY(" in copy
+    assert "TABLE_NAME => 'SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES'" in copy
+    assert "START_TIME => DATEADD(hours, -24, CURRENT_TIMESTAMP())" in copy
+    assert "where status <> 'Loaded' or error_count > 0" in copy
+    for sql in (
+        copy,
+        verify.pipe_status_sql(),
+        verify.duplicates_sql(verify.EXCHANGE_RATES_LATEST, ("rate_date", "base")),
+        verify.latest_rate_date_sql(),
+        verify.latest_valid_ts_sql(),
+    ):
+        sqlglot.parse_one(sql, read="snowflake")  # raises on a syntax error
+
+
+def test_pipe_status_judgement() -> None:
+    running = verify.pipe_status_check(
+        json.dumps(
+            {
+                "executionState": "RUNNING",
+                "pendingFileCount": 0,
+                "lastIngestedTimestamp": "2026-11-24T09:01:02.000Z",
+            }
+        )
+    )
+    assert running.ok and "pendingFileCount 0" in running.detail
+    paused = verify.pipe_status_check(
+        json.dumps({"executionState": "PAUSED", "pendingFileCount": 3})
+    )
+    assert not paused.ok and "PAUSED" in paused.detail
+    stalled = verify.pipe_status_check(
+        json.dumps({"executionState": "STOPPED_STAGE_ALTERED", "error": "stage changed"})
+    )
+    assert not stalled.ok and "stage changed" in stalled.detail
+
+
+def test_production_report_includes_pipe_and_copy_history() -> None:
+    """The production branch with a scripted Snowflake (the answers Snowflake would give)."""
+    today = datetime.now(UTC)
+
+    def snowflake(sql: str) -> list[tuple[Any, ...]]:
+        if sql.startswith("select count(*)"):
+            return [(10,)]
+        if "SYSTEM$PIPE_STATUS" in sql:
+            return [(json.dumps({"executionState": "RUNNING", "pendingFileCount": 0}),)]
+        if "COPY_HISTORY" in sql:
+            return [("historical/2026-11-20.jsonl.gz", "Load failed", "Error parsing JSON", today)]
+        if "max(rate_date)" in sql:
+            return [(today.date(),)]
+        if "max(valid_ts)" in sql:
+            return [(today,)]
+        return []  # no duplicates
+
+    report = verify.check_warehouse(
+        snowflake, environment="production", source_latest_valid_ts=lambda: today
+    )
+    assert failed(report) == {("copy errors", "SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES")}
+    assert "historical/2026-11-20.jsonl.gz Load failed: Error parsing JSON" in (
+        report.failure_summary()
+    )
+    assert ("pipe status", verify.EXCHANGE_RATES_PIPE) in {
+        (c.check, c.target) for c in report.checks if c.ok
+    }
