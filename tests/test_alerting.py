@@ -8,8 +8,10 @@ automations afresh (new automation ids, so no trigger counts carry over between 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -116,7 +118,12 @@ def test_failed_run_sends_one_slack_message_and_success_sends_none(
     failed_at = time.monotonic()
 
     records = receiver.wait_for(lambda rs: len(slack(rs)) >= 1, ALERT_TIMEOUT)
-    print(f"failure -> Slack webhook: {time.monotonic() - failed_at:.1f}s")
+    received = datetime.fromisoformat(records[0]["received_at"])
+    print(
+        f"Failed state -> Slack webhook: {(received - failed_state.timestamp).total_seconds():.1f}"
+        f" s ({time.monotonic() - failed_at:.1f} s after the run returned)"
+    )
+    print(json.dumps(records[0], indent=2))
     # Events are evaluated in order: had the Completed run (earlier) triggered anything, it
     # would be here by now. Give a duplicate a few more seconds to show up.
     with pytest.raises(TimeoutError):
@@ -152,6 +159,7 @@ def test_three_failures_page_pagerduty_with_an_events_v2_trigger(
         lambda rs: len(pagerduty(rs)) >= 1 and len(slack(rs)) >= 4, ALERT_TIMEOUT
     )
     (page,) = pagerduty(records)
+    print(json.dumps(page, indent=2))
     event = page["body"]
     assert page["path"] == "/pagerduty/v2/enqueue"
     assert event["routing_key"] == ROUTING_KEY
