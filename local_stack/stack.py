@@ -146,6 +146,7 @@ def start_worker(env: dict[str, str]) -> int:
     worker_env.setdefault("PREFECT_WORKER_PREFETCH_SECONDS", "5")
     # dlt's own log lines (logger `dlt`) go to the flow run's logs in the UI.
     worker_env.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "dlt")
+    worker_env.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     return processes.start(
         WORKER,
         [_bin("prefect"), "worker", "start", "--pool", "production", "--name", "local-worker"],

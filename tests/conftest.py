@@ -22,6 +22,8 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.3")
 # dlt's own log lines go to the flow run's logs, as on the worker (local_stack/stack.py).
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "dlt")
+# ...and outside a flow run (pipelines called directly) they stay local, without a warning.
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 # The harness server has no UI and `ui_url` (alert links) needs a base: the local stack's.
 os.environ.setdefault("PREFECT_UI_URL", "http://127.0.0.1:4200")
 # dlt's HTTP retries: real attempts, short waits.

@@ -221,3 +221,37 @@ def test_applying_twice_leaves_one_of_each_and_updates_changes(
     block = CustomWebhookNotificationBlock.load(alerting.SLACK_BLOCK_NAME)
     assert settings.slack_webhook_url not in block.model_dump_json()
     assert block.url == "{{slack_webhook_url}}"
+
+
+def test_apply_alerting_cli_takes_the_secrets_from_dlt_config(
+    receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    from data_pipelines_cli.main import main
+
+    monkeypatch.setenv("ALERTING__SLACK_WEBHOOK_URL", receiver.slack_url)
+    monkeypatch.setenv("ALERTING__PAGERDUTY_INTEGRATION_KEY", "from-the-environment")
+    monkeypatch.setenv("ALERTING__PAGERDUTY_EVENTS_URL", receiver.pagerduty_url)
+    try:
+        assert main(["apply", "alerting"]) == 0
+        out = capsys.readouterr().out
+        assert "automation 'data-pipelines: dlt run failed (warning)'" in out
+        assert "from-the-environment" not in out and receiver.slack_url not in out
+        block = CustomWebhookNotificationBlock.load(alerting.PAGERDUTY_BLOCK_NAME)
+        assert block.secrets.get_secret_value() == {"routing_key": "from-the-environment"}
+        assert block.url == receiver.pagerduty_url
+    finally:
+        alerting.delete_all()
+
+
+def test_missing_alerting_settings_name_what_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.environment import ConfigurationError
+
+    monkeypatch.delenv("ALERTING__SLACK_WEBHOOK_URL", raising=False)
+    monkeypatch.delenv("ALERTING__PAGERDUTY_INTEGRATION_KEY", raising=False)
+    with pytest.raises(ConfigurationError) as raised:
+        alerting.settings_from_config()
+    assert "ALERTING__SLACK_WEBHOOK_URL" in str(raised.value)
+    assert "ALERTING__PAGERDUTY_INTEGRATION_KEY" in str(raised.value)
+    assert "dlt/alerting" in str(raised.value)
