@@ -22,7 +22,7 @@ from prefect.logging.handlers import APILogHandler
 
 from flows.reporting import persist_audit, publish_run_report
 from flows.retry_policy import pipeline_task
-from pipelines.exchange_rates import backfill, run_latest, validate_range
+from pipelines.exchange_rates import PIPELINE_NAME, backfill, run_latest, validate_range
 from pipelines.exchange_rates import persist_audit as persist_exchange_rates_audit
 from pipelines.runner import load_summary
 
@@ -52,7 +52,7 @@ def _pipeline_logs_in_prefect() -> Iterator[None]:
             lg.setLevel(level)
 
 
-@pipeline_task("load-exchange-rates")
+@pipeline_task("load-exchange-rates", dlt_pipeline=PIPELINE_NAME)
 def load_exchange_rates() -> dict[str, Any]:
     """Fetch `latest.json` into the bucket and return the load summary."""
     logger = get_run_logger()
@@ -81,7 +81,7 @@ def exchange_rates_daily_flow() -> dict[str, Any]:
     return {"status": "success", "load_info": summary}
 
 
-@pipeline_task("backfill-exchange-rates")
+@pipeline_task("backfill-exchange-rates", dlt_pipeline=PIPELINE_NAME)
 def backfill_exchange_rates(start_date: str, end_date: str | None = None) -> dict[str, Any]:
     """Historical days `start_date..end_date` (inclusive), only those not in the bucket yet.
 

@@ -8,11 +8,11 @@ from prefect import flow, get_run_logger
 
 from flows.reporting import persist_audit, publish_run_report
 from flows.retry_policy import pipeline_task
-from pipelines.products import run
+from pipelines.products import PIPELINE_NAME, run
 from pipelines.runner import load_summary
 
 
-@pipeline_task("load-products")
+@pipeline_task("load-products", dlt_pipeline=PIPELINE_NAME)
 def load_products(full_refresh: bool = False) -> dict[str, Any]:
     """Run the products pipeline (incremental, or a full reload) and return its summary."""
     logger = get_run_logger()

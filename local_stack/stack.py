@@ -225,18 +225,15 @@ def up(deploy: bool = True, worker: bool = True) -> Stack:
 
 
 def _apply_and_deploy(env: dict[str, str], alerts: AlertingSettings | None = None) -> None:
-    previous = os.environ.get("PREFECT_API_URL")
-    os.environ["PREFECT_API_URL"] = env["PREFECT_API_URL"]
-    try:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    # A settings context, not os.environ: it wins over any Prefect context already active in
+    # this process (a test harness, a profile), so setup always lands on the stack's server.
+    with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
         prefect_setup.ensure_work_pools()
         prefect_setup.ensure_pipeline_concurrency_limits()
         if alerts is not None:
             alerting.apply(alerts)
-    finally:
-        if previous is None:
-            os.environ.pop("PREFECT_API_URL", None)
-        else:
-            os.environ["PREFECT_API_URL"] = previous
     local_file = prefect_setup.write_local_prefect_file(
         PROJECT_DIR, data_dir() / "prefect" / "prefect.local.yaml"
     )

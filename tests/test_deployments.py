@@ -17,6 +17,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from infra import prefect_setup
 from local_stack import postgres, stack
@@ -91,9 +92,11 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
             patch.delenv(var, raising=False)
         try:
             running = stack.up(deploy=False, worker=False)
-            # Prefect clients in this process talk to the stack's server for this module only.
+            # Prefect clients in this process talk to the stack's server for this module only;
+            # a settings context also wins over the session's test harness, if one is running.
             patch.setenv("PREFECT_API_URL", running.prefect_api_url)
-            yield LocalStack(running, data_dir)
+            with temporary_settings(updates={PREFECT_API_URL: running.prefect_api_url}):
+                yield LocalStack(running, data_dir)
         finally:
             cluster_root = postgres.default_root()
             stack.down()
@@ -183,10 +186,26 @@ def test_second_trigger_waits_for_the_first(deployed: LocalStack) -> None:
     assert "Loaded" in logs.stdout and "currencies" in logs.stdout
 
 
-def test_products_and_full_refresh_run(deployed: LocalStack) -> None:
-    daily = deployed.wait_final(deployed.run_deployment("products-daily/production"))
+def test_deployments_sharing_a_dlt_pipeline_never_overlap(deployed: LocalStack) -> None:
+    """products-daily and products-full-refresh share dlt's `products` state: triggered
+    together, their load tasks run one after the other (tag concurrency limit)."""
+    daily_id = deployed.run_deployment("products-daily/production")
+    refresh_id = deployed.run_deployment("products-full-refresh/production")
+    daily, refresh = deployed.wait_final(daily_id), deployed.wait_final(refresh_id)
     assert daily.state.is_completed(), daily.state.message
-    refresh = deployed.wait_final(deployed.run_deployment("products-full-refresh/production"))
     assert refresh.state.is_completed(), refresh.state.message
     loaded = deployed.query("dlt", "select count(*) from DLT.APPLICATION_DATA.PRODUCTS")[0][0]
     assert loaded == stack.DEMO_PRODUCT_ROWS
+
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with deployed.client() as client:
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[daily.id, refresh.id]))
+        )
+    loads = sorted(
+        (t for t in tasks if t.name.startswith("load-products") and t.start_time),
+        key=lambda t: t.start_time,
+    )
+    assert len(loads) == 2 and "dlt-pipeline:products" in loads[0].tags
+    assert loads[1].start_time >= loads[0].end_time, "two runs of one dlt pipeline overlapped"
