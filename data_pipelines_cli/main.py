@@ -111,9 +111,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _run_deployments(
     api_url: str, deployments: Sequence[tuple[str, dict[str, Any]]], timeout: float
 ) -> list[tuple[str, str, float, str]]:
-    import os
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    os.environ["PREFECT_API_URL"] = api_url
+    # A settings context: Prefect read its settings when first imported, before the stack
+    # knew its port, so changing os.environ now would go unnoticed.
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        return _trigger_and_wait(deployments, timeout)
+
+
+def _trigger_and_wait(
+    deployments: Sequence[tuple[str, dict[str, Any]]], timeout: float
+) -> list[tuple[str, str, float, str]]:
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 

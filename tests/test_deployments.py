@@ -209,3 +209,29 @@ def test_deployments_sharing_a_dlt_pipeline_never_overlap(deployed: LocalStack) 
     )
     assert len(loads) == 2 and "dlt-pipeline:products" in loads[0].tags
     assert loads[1].start_time >= loads[0].end_time, "two runs of one dlt pipeline overlapped"
+
+
+def test_main_job_runs_all_five_and_summarises(deployed: LocalStack) -> None:
+    """`data-pipelines demo` as the README's first command runs it, in a fresh process."""
+    env = {k: v for k, v in deployed.env.items() if k != "PREFECT_API_URL"}
+    result = subprocess.run(
+        [stack._bin("data-pipelines"), "demo", "--timeout", "300"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=420,
+        cwd=prefect_setup.PROJECT_DIR,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = result.stdout
+    for name in (
+        "currencies-weekly/production",
+        "exchange-rates-daily/production",
+        "exchange-rates-backfill/production",
+        "products-daily/production",
+        "products-full-refresh/production",
+    ):
+        assert re.search(rf"^{re.escape(name)}\s+Completed\s", summary, re.MULTILINE), name
+    assert re.search(r"^DLT\.APPLICATION_DATA\.PRODUCTS\s+5000$", summary, re.MULTILINE)
+    assert re.search(r"^DLT\.OPEN_EXCHANGE_RATES\.CURRENCIES\s+\d+$", summary, re.MULTILINE)
+    assert deployed.running.prefect_ui_url in summary
