@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from local_stack.processes import free_port, port_is_free
 from pipelines.environment import data_dir
 
 HOST = "127.0.0.1"
@@ -166,21 +167,6 @@ def _give_to_server_user(path: Path) -> None:
     if _as_root():
         entry = pwd.getpwnam(SERVER_OS_USER)
         os.chown(path, entry.pw_uid, entry.pw_gid)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-        return True
 
 
 def _accepts_connections(port: int, timeout: float = 1.0) -> bool:
@@ -313,7 +299,7 @@ def ensure_running(root: Path | None = None, database: str = DEFAULT_DATABASE) -
         port = _running_postmaster_port(pgdata)
         if port is None:
             recorded = facts.get("port")
-            port = int(recorded) if recorded and _port_is_free(int(recorded)) else _free_port()
+            port = int(recorded) if recorded and port_is_free(int(recorded)) else free_port()
             _run(
                 _server_command(
                     "pg_ctl",
