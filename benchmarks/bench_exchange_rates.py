@@ -36,6 +36,8 @@ from typing import Any
 
 import requests
 
+from local_stack.oxr_sandbox import peak_rate
+
 TARGET_RATIO = 0.15
 FIRST_DAY = date(2025, 1, 1)
 
@@ -76,13 +78,7 @@ class _Sandbox:
 
     def peak_request_rate(self, window_seconds: float = 1.0) -> float:
         """The sandbox's `peak_request_rate`, over the log read from its admin endpoint."""
-        times = sorted(e["time"] for e in self.log() if e["counted"])
-        best, lo = 0, 0
-        for hi, t in enumerate(times):
-            while t - times[lo] >= window_seconds:
-                lo += 1
-            best = max(best, hi - lo + 1)
-        return best / window_seconds
+        return peak_rate(self.log(), window_seconds)
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)

@@ -318,6 +318,17 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def peak_rate(log: list[dict[str, Any]], window_seconds: float = 1.0) -> float:
+    """Max counted requests of a sandbox request log in any sliding window, per second."""
+    times = sorted(e["time"] for e in log if e["counted"])
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] >= window_seconds:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best / window_seconds
+
+
 class _Handler(BaseHTTPRequestHandler):
     """Thin HTTP adapter: all behaviour lives in OXRSandbox so it is testable and shared."""
 
@@ -496,13 +507,7 @@ class OXRSandbox:
 
     def peak_request_rate(self, window_seconds: float = 1.0) -> float:
         """Max counted API requests in any sliding window, as requests/second."""
-        times = sorted(e["time"] for e in self.requests if e["counted"])
-        best, lo = 0, 0
-        for hi, t in enumerate(times):
-            while t - times[lo] >= window_seconds:
-                lo += 1
-            best = max(best, hi - lo + 1)
-        return best / window_seconds
+        return peak_rate(self.requests, window_seconds)
 
     # ---- HTTP handling ----------------------------------------------------------------------
 
