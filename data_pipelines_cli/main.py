@@ -95,9 +95,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"Stack up in {time.monotonic() - started:.0f}s. Triggering the five deployments.")
     results = _run_deployments(running.prefect_api_url, DEPLOYMENTS, timeout=args.timeout)
     print()
+    loaded = _rows_loaded_per_run(running.prefect_api_url, [run_id for *_, run_id in results])
     _print_table(
-        ["deployment", "state", "duration", "flow run"],
-        [(name, state, f"{secs:.0f}s", run_id) for name, state, secs, run_id in results],
+        ["deployment", "state", "duration", "rows loaded (from the run report)", "flow run"],
+        [
+            (name, state, f"{secs:.0f}s", loaded.get(run_id, "-"), run_id)
+            for name, state, secs, run_id in results
+        ],
     )
     print()
     _print_warehouse_counts()
@@ -155,6 +159,36 @@ def _trigger_and_wait(
                     str(run_id),
                 )
     return [(name, *finished[name]) for name, _ in deployments]
+
+
+def _rows_loaded_per_run(api_url: str, flow_run_ids: Sequence[str]) -> dict[str, str]:
+    """`table=rows` per flow run, read from the report artifact each run published."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    loaded: dict[str, str] = {}
+    with (
+        temporary_settings(updates={PREFECT_API_URL: api_url}),
+        get_client(sync_client=True) as client,
+    ):
+        for run_id in flow_run_ids:
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+            )
+            counts: dict[str, int] = {}
+            for artifact in artifacts:
+                if artifact.type != "table" or not artifact.key or not artifact.data:
+                    continue
+                data = (
+                    json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+                )
+                for row in data if isinstance(data, list) else []:
+                    if isinstance(row, dict) and isinstance(row.get("rows_loaded"), int):
+                        table = str(row.get("table"))
+                        counts[table] = counts.get(table, 0) + row["rows_loaded"]
+            loaded[run_id] = ", ".join(f"{t}={n}" for t, n in sorted(counts.items())) or "-"
+    return loaded
 
 
 def _print_warehouse_counts() -> None:

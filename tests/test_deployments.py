@@ -232,6 +232,9 @@ def test_main_job_runs_all_five_and_summarises(deployed: LocalStack) -> None:
         "products-full-refresh/production",
     ):
         assert re.search(rf"^{re.escape(name)}\s+Completed\s", summary, re.MULTILINE), name
+    # rows loaded per deployment, read back from each run's report artifact
+    assert re.search(r"^currencies-weekly/production\s.*currencies=\d+", summary, re.MULTILINE)
+    assert re.search(r"^products-full-refresh/production\s.*products=5000", summary, re.MULTILINE)
     assert re.search(r"^DLT\.APPLICATION_DATA\.PRODUCTS\s+5000$", summary, re.MULTILINE)
     assert re.search(r"^DLT\.OPEN_EXCHANGE_RATES\.CURRENCIES\s+\d+$", summary, re.MULTILINE)
     assert deployed.running.prefect_ui_url in summary
