@@ -274,6 +274,17 @@ def _ensure_database(facts: LocalPostgres) -> None:
             conn.execute(f'create database "{facts.database}"')
 
 
+def _cluster_from_facts(root: Path, port: int, facts: dict[str, object]) -> LocalPostgres:
+    return LocalPostgres(
+        root=root,
+        host=HOST,
+        port=port,
+        user=str(facts["user"]),
+        password=str(facts["password"]),
+        database=str(facts["database"]),
+    )
+
+
 def ensure_running(root: Path | None = None, database: str = DEFAULT_DATABASE) -> LocalPostgres:
     """Start the local cluster if it is not running (creating it on first use); return its facts.
 
@@ -318,14 +329,7 @@ def ensure_running(root: Path | None = None, database: str = DEFAULT_DATABASE) -
             )
         facts["port"] = port
         _write_facts(root, facts)
-        cluster = LocalPostgres(
-            root=root,
-            host=HOST,
-            port=port,
-            user=str(facts["user"]),
-            password=str(facts["password"]),
-            database=str(facts["database"]),
-        )
+        cluster = _cluster_from_facts(root, port, facts)
         _ensure_database(cluster)
         return cluster
 
@@ -336,14 +340,7 @@ def recorded(root: Path | None = None) -> LocalPostgres | None:
     facts = _read_facts(root)
     if facts is None or not facts.get("port"):
         return None
-    return LocalPostgres(
-        root=root,
-        host=HOST,
-        port=int(facts["port"]),
-        user=str(facts["user"]),
-        password=str(facts["password"]),
-        database=str(facts["database"]),
-    )
+    return _cluster_from_facts(root, int(facts["port"]), facts)  # type: ignore[arg-type]
 
 
 def running(root: Path | None = None) -> LocalPostgres | None:
@@ -355,14 +352,7 @@ def running(root: Path | None = None) -> LocalPostgres | None:
     port = _running_postmaster_port(root / "pgdata")
     if port is None:
         return None
-    return LocalPostgres(
-        root=root,
-        host=HOST,
-        port=port,
-        user=str(facts["user"]),
-        password=str(facts["password"]),
-        database=str(facts["database"]),
-    )
+    return _cluster_from_facts(root, port, facts)
 
 
 def stop(root: Path | None = None) -> bool:

@@ -51,22 +51,33 @@ def _bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-def _user_configured_oxr_key() -> bool:
-    if any(os.environ.get(var) for var in OXR_KEY_VARS):
+def _user_configured(env_vars: tuple[str, ...], secret_key: str) -> bool:
+    """Whether the user set this themselves (environment or dlt secrets): then start nothing."""
+    if any(os.environ.get(var) for var in env_vars):
         return True
     configure_runtime()
     import dlt
 
-    return bool(dlt.secrets.get("sources.open_exchange_rates.api_key"))
+    return bool(dlt.secrets.get(secret_key))
+
+
+def _user_configured_oxr_key() -> bool:
+    return _user_configured(OXR_KEY_VARS, "sources.open_exchange_rates.api_key")
 
 
 def _user_configured_products_dsn() -> bool:
-    if os.environ.get(PRODUCTS_DSN_VAR):
-        return True
-    configure_runtime()
-    import dlt
+    return _user_configured((PRODUCTS_DSN_VAR,), "sources.products.credentials")
 
-    return bool(dlt.secrets.get("sources.products.credentials"))
+
+def _start_python_service(name: str, module: str, preferred_port: int, health_path: str) -> int:
+    """`python -m module --port P` on 127.0.0.1 (once), waited for until healthy; returns P."""
+    port = processes.choose_port(name, preferred_port)
+    processes.start(
+        name, [sys.executable, "-m", module, "--port", str(port)], base_env(), cwd=PROJECT_DIR
+    )
+    health = f"http://127.0.0.1:{port}{health_path}"
+    processes.wait_until(lambda: processes.http_ok(health), name, 30, processes.log_file(name))
+    return port
 
 
 def base_env() -> dict[str, str]:
@@ -87,16 +98,8 @@ def base_env() -> dict[str, str]:
 
 def start_sandbox() -> str:
     """The OXR sandbox's base URL (started on 127.0.0.1 if it is not running)."""
-    port = processes.choose_port(SANDBOX, DEFAULT_SANDBOX_PORT)
-    processes.start(
-        SANDBOX,
-        [sys.executable, "-m", "local_stack.oxr_sandbox", "--port", str(port)],
-        base_env(),
-        cwd=PROJECT_DIR,
-    )
-    health = f"http://127.0.0.1:{port}/__sandbox__/health"
-    processes.wait_until(
-        lambda: processes.http_ok(health), "OXR sandbox", 30, processes.log_file(SANDBOX)
+    port = _start_python_service(
+        SANDBOX, "local_stack.oxr_sandbox", DEFAULT_SANDBOX_PORT, "/__sandbox__/health"
     )
     return f"http://127.0.0.1:{port}/api/"
 
@@ -157,20 +160,13 @@ def start_worker(env: dict[str, str]) -> int:
 
 def start_webhook_receiver() -> AlertingSettings:
     """The local Slack/PagerDuty stand-in (started if needed) as alerting settings."""
-    port = processes.choose_port(WEBHOOK_RECEIVER, DEFAULT_RECEIVER_PORT)
-    processes.start(
+    port = _start_python_service(
         WEBHOOK_RECEIVER,
-        [sys.executable, "-m", "local_stack.webhook_receiver", "--port", str(port)],
-        base_env(),
-        cwd=PROJECT_DIR,
+        "local_stack.webhook_receiver",
+        DEFAULT_RECEIVER_PORT,
+        webhook_receiver.HEALTH_PATH,
     )
     base = f"http://127.0.0.1:{port}"
-    processes.wait_until(
-        lambda: processes.http_ok(base + webhook_receiver.HEALTH_PATH),
-        "webhook receiver",
-        30,
-        processes.log_file(WEBHOOK_RECEIVER),
-    )
     return AlertingSettings(
         slack_webhook_url=base + webhook_receiver.SLACK_PATH,
         # not secret: the receiver records it so an operator sees a real Events v2 body

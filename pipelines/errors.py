@@ -23,12 +23,14 @@ __all__ = [
     "PermanentSourceError",
     "SourceError",
     "TransientSourceError",
+    "exception_chain",
     "is_permanent",
     "root_cause_message",
 ]
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
+def exception_chain(exc: BaseException) -> list[BaseException]:
+    """The exception, its causes and contexts, outermost first (cycles cut)."""
     seen: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and all(current is not s for s in seen):
@@ -39,12 +41,12 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 def is_permanent(exc: BaseException) -> bool:
     """True when any exception in the chain is one that retrying cannot fix."""
-    return any(isinstance(e, PERMANENT_ERRORS) for e in _chain(exc))
+    return any(isinstance(e, PERMANENT_ERRORS) for e in exception_chain(exc))
 
 
 def root_cause_message(exc: BaseException) -> str:
     """The most specific message in the chain: ours if we raised one, else the innermost."""
-    chain = _chain(exc)
+    chain = exception_chain(exc)
     for e in chain:
         if isinstance(e, (SourceError, ConfigurationError)):
             return str(e)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import traceback
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,9 +17,10 @@ import psycopg
 import pytest
 
 from local_stack.postgres import LocalPostgres, default_root, ensure_running, recorded
+from local_stack.processes import free_port
 from local_stack.products_data import seed, simulate_day
 from pipelines.environment import ConfigurationError, warehouse_path
-from pipelines.errors import is_permanent, root_cause_message
+from pipelines.errors import exception_chain, is_permanent, root_cause_message
 from pipelines.products import (
     SchemaContractViolation,
     cursor_value,
@@ -275,25 +275,10 @@ def test_changed_column_type_fails_permanently_and_loads_nothing(
     assert cursor_value(make_products_pipeline()) == cursor_before
 
 
-def exception_chain(error: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and all(current is not seen for seen in chain):
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_unreachable_database_is_transient_and_names_host_and_port_only(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    port = _free_port()
+    port = free_port()
     password = "Sup3r-Secret-pw"
     monkeypatch.setenv(
         "SOURCES__PRODUCTS__CREDENTIALS", f"postgresql://loader:{password}@127.0.0.1:{port}/app"

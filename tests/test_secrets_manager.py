@@ -3,34 +3,25 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import dlt
 import pytest
-from moto.server import ThreadedMotoServer
 
 from pipelines.secrets_manager import (
     AwsSecretsManagerProvider,
     SecretNotFoundError,
 )
+from tests.fixtures.moto import MotoServer, moto_server  # noqa: F401
 
 REGION = "eu-west-1"
 
 
-@pytest.fixture(scope="module")
-def secrets_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def aws_env(secrets_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", secrets_endpoint)
+def aws_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> str:  # noqa: F811
+    """boto3 (and so the provider) sees the session's moto server through its own env vars."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_server.endpoint_url)
     monkeypatch.setenv("AWS_REGION", REGION)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -38,7 +29,7 @@ def aws_env(secrets_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     client = boto3.client("secretsmanager")
     for secret in client.list_secrets().get("SecretList", []):
         client.delete_secret(SecretId=secret["ARN"], ForceDeleteWithoutRecovery=True)
-    return secrets_endpoint
+    return moto_server.endpoint_url
 
 
 def put_secret(name: str, document: dict[str, object]) -> None:
