@@ -89,9 +89,15 @@ def _atomic_swaps(destination: Any) -> Any:
 
 def _local_warehouse() -> Any:
     import dlt
+    from dlt.common.destination.configuration import ParquetFormatConfiguration
 
     return _atomic_swaps(
-        dlt.destinations.duckdb(credentials=str(warehouse_path(WAREHOUSE_DATABASE)))
+        dlt.destinations.duckdb(
+            credentials=str(warehouse_path(WAREHOUSE_DATABASE)),
+            # Load files live seconds on the local disk, next to the warehouse: compressing
+            # them costs more than it saves (products 1M rows: extract 0.94 -> 0.78 s).
+            parquet_format=ParquetFormatConfiguration(compression="none"),
+        )
     )
 
 

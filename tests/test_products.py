@@ -113,6 +113,16 @@ def test_first_run_then_activity_then_nothing_new(
     assert warehouse_rows() == rows
 
 
+def test_loaded_packages_keep_no_data_files(products: ProductsDatabase) -> None:
+    # A daily worker must not grow its disk by a copy of every load (.dlt/config.toml).
+    info = run()
+    run(full_refresh=True)
+    pipeline_folder = Path(make_products_pipeline().working_dir)
+    assert list(pipeline_folder.glob("load/loaded/*/completed_jobs/*")) == []
+    assert len(list(pipeline_folder.glob("load/loaded/*"))) == 2  # metadata stays
+    assert load_summary(info)["files"] == {"products": 1}
+
+
 def test_default_lookback_rereads_window_without_duplicates(products: ProductsDatabase) -> None:
     run()
     activity = simulate_day(products.dsn)
