@@ -8,7 +8,13 @@ Everything runs on a throwaway cluster and data folder under /tmp (removed at th
 3. our first full load into an empty local warehouse, then a full refresh onto it;
 4. `simulate_day` adds 1% of the rows as new audit rows, then an incremental run;
 5. an incremental run with no new activity;
-6. `--rss-rows` rows in a second database, one full load, its peak RSS.
+6. `--rss-rows` rows in a second database: `\\copy` once, one full load (its peak RSS), 1% new
+   activity, one incremental run (the 0.1x ratio once the per-run fixed cost is amortised).
+
+A second reference, "no dlt": the same loads written by hand, ADBC -> DuckDB with the swap and
+the merge each in one DuckDB transaction (no staging dataset, no load package, no state, no
+schema contract). It is not a product path: it shows how much of our time is the price of dlt
+and where the floor of this machine is.
 
 Each load runs in a child process (as a worker would), timed around `pipelines.products.run`
 inside the child; the child's total wall time with interpreter start and imports is shown too.
@@ -24,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,10 +38,14 @@ from typing import Any
 TARGET_FULL_VS_COPY = 1.5
 TARGET_INCREMENTAL_VS_FULL = 0.1
 TARGET_PEAK_RSS_BYTES = 1024**3
+CHILD_TIMEOUT_SECONDS = 900
 
 
 def _child(mode: str) -> None:
     """Runs inside the child process: one pipeline run, timing printed as JSON."""
+    if mode.startswith("no-dlt-"):
+        _hand_written_load(mode)
+        return
     from pipelines.products import run
     from pipelines.runner import load_summary
 
@@ -43,6 +54,43 @@ def _child(mode: str) -> None:
     seconds = time.perf_counter() - started
     rows = load_summary(info)["rows"].get("products", 0)
     print(json.dumps({"seconds": seconds, "rows": rows}))
+
+
+def _hand_written_load(mode: str) -> None:
+    """The "no dlt" reference: the least a loader with our semantics must do on this machine.
+
+    Full: DELETE + INSERT from the Arrow stream in one DuckDB transaction (atomic without a
+    staging table). Incremental: rows from the newest warehouse `valid_ts` minus the 1 h
+    lookback, merged on audit_id (DELETE matching ids + INSERT) in one transaction.
+    """
+    import adbc_driver_postgresql.dbapi as adbc_pg
+    import duckdb
+
+    dsn = os.environ["SOURCES__PRODUCTS__CREDENTIALS"]
+    target = Path(os.environ["DATA_PIPELINES_DATA_DIR"]) / "no_dlt.duckdb"
+    started = time.perf_counter()
+    warehouse = duckdb.connect(str(target))
+    query = "SELECT * FROM raw_data.products"
+    if mode == "no-dlt-incremental":
+        (cursor,) = warehouse.sql("SELECT max(valid_ts) FROM products").fetchone()
+        query += f" WHERE valid_ts >= '{cursor}'::timestamp - interval '1 hour'"
+    with adbc_pg.connect(dsn) as source, source.cursor() as cursor:
+        cursor.execute(query)
+        batches = cursor.fetch_record_batch()  # full: scanned by name in the SQL
+        warehouse.execute("BEGIN")
+        if mode == "no-dlt-full":
+            warehouse.execute("CREATE TABLE IF NOT EXISTS products AS FROM batches LIMIT 0")
+            warehouse.execute("DELETE FROM products")
+            rows = warehouse.execute("INSERT INTO products FROM batches").fetchone()[0]
+        else:
+            changed = batches.read_all()  # noqa: F841 (1% of the rows)
+            warehouse.execute(
+                "DELETE FROM products WHERE audit_id IN (SELECT audit_id FROM changed)"
+            )
+            rows = warehouse.execute("INSERT INTO products FROM changed").fetchone()[0]
+        warehouse.execute("COMMIT")
+    warehouse.close()
+    print(json.dumps({"seconds": time.perf_counter() - started, "rows": rows}))
 
 
 def _warm_bytecode(env: dict[str, str]) -> None:
@@ -64,8 +112,14 @@ def _run_child(mode: str, env: dict[str, str]) -> dict[str, Any]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    # wait4 gives this child's own resource usage (peak RSS), not the sum of all children.
-    _, status, usage = os.wait4(process.pid, 0)
+    # wait4 gives this child's own resource usage (peak RSS), not the sum of all children;
+    # the timer bounds a hung child (it would otherwise block wait4 forever).
+    watchdog = threading.Timer(CHILD_TIMEOUT_SECONDS, process.kill)
+    watchdog.start()
+    try:
+        _, status, usage = os.wait4(process.pid, 0)
+    finally:
+        watchdog.cancel()
     process.returncode = os.waitstatus_to_exitcode(status)
     stdout, stderr = process.stdout.read(), process.stderr.read()  # type: ignore[union-attr]
     wall = time.perf_counter() - started
@@ -77,10 +131,10 @@ def _run_child(mode: str, env: dict[str, str]) -> dict[str, Any]:
     return result
 
 
-def _copy_reference(dsn: str, target: Path) -> float:
+def _copy_reference(dsn: str, target: Path, repeats: int = 2) -> float:
     psql = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
     best = float("inf")
-    for _ in range(2):
+    for _ in range(repeats):
         started = time.perf_counter()
         subprocess.run(
             [psql, dsn, "-qc", f"\\copy (select * from raw_data.products) to '{target}' csv"],
@@ -140,10 +194,12 @@ def benchmark(rows: int, rss_rows: int) -> None:
 
         copy_seconds = _copy_reference(dsn, base / "products.csv")
         env = _environment(dsn, base / "data")
+        no_dlt_full = _run_child("no-dlt-full", env)
         first = _run_child("daily", env)  # no cursor yet: a full load
         refresh = _run_child("full-refresh", env)
         activity = simulate_day(dsn, changes=rows // 100)
         incremental = _run_child("daily", env)
+        no_dlt_incremental = _run_child("no-dlt-incremental", env)
         idle = _run_child("daily", env)
 
         big: dict[str, Any] | None = None
@@ -152,7 +208,11 @@ def benchmark(rows: int, rss_rows: int) -> None:
             started = time.perf_counter()
             seed(big_dsn, rss_rows)
             print(f"seeded {_fmt_rows(rss_rows)} rows in {time.perf_counter() - started:.1f} s")
-            big = _run_child("daily", _environment(big_dsn, base / "data_rss"))
+            big_copy = _copy_reference(big_dsn, base / "products_rss.csv", repeats=1)
+            big_env = _environment(big_dsn, base / "data_rss")
+            big = _run_child("daily", big_env)
+            big_activity = simulate_day(big_dsn, changes=rss_rows // 100)
+            big_incremental = _run_child("daily", big_env)
         stop(base / "postgres")
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -178,8 +238,25 @@ def benchmark(rows: int, rss_rows: int) -> None:
         )
     )
     print(line("incremental, no activity", idle["seconds"], idle["rows"], mib(idle)))
+    print(line("no dlt: full load, one transaction", no_dlt_full["seconds"], no_dlt_full["rows"]))
+    print(
+        line(
+            "no dlt: incremental 1%, one transaction",
+            no_dlt_incremental["seconds"],
+            no_dlt_incremental["rows"],
+        )
+    )
     if big is not None:
+        print(line(f"psql \\copy {_fmt_rows(rss_rows)} rows (reference)", big_copy, rss_rows))
         print(line(f"full load {_fmt_rows(rss_rows)} rows", big["seconds"], big["rows"], mib(big)))
+        print(
+            line(
+                f"incremental, {big_activity['total']:,} new audit rows (1%)",
+                big_incremental["seconds"],
+                big_incremental["rows"],
+                mib(big_incremental),
+            )
+        )
     print()
     print(
         "child process wall incl. interpreter start and imports: "
@@ -202,7 +279,35 @@ def benchmark(rows: int, rss_rows: int) -> None:
             incremental["seconds"] / refresh["seconds"],
             TARGET_INCREMENTAL_VS_FULL,
         ),
+        (
+            "no dlt: full / \\copy",
+            no_dlt_full["seconds"] / copy_seconds,
+            TARGET_FULL_VS_COPY,
+        ),
+        (
+            "no dlt: incremental / its full",
+            no_dlt_incremental["seconds"] / no_dlt_full["seconds"],
+            TARGET_INCREMENTAL_VS_FULL,
+        ),
     ]
+    if big is not None:
+        ratios += [
+            (
+                f"{_fmt_rows(rss_rows)}: full load / \\copy",
+                big["seconds"] / big_copy,
+                TARGET_FULL_VS_COPY,
+            ),
+            (
+                f"{_fmt_rows(rss_rows)}: incremental 1% / full",
+                big_incremental["seconds"] / big["seconds"],
+                TARGET_INCREMENTAL_VS_FULL,
+            ),
+        ]
+    room = idle["seconds"] / TARGET_INCREMENTAL_VS_FULL
+    print(
+        f"dlt's fixed cost per run (the no-activity run): {idle['seconds']:.2f} s; below a "
+        f"full load of {room:.1f} s the 0.1x target leaves no room for it"
+    )
     for name, ratio, target in ratios:
         verdict = "meets" if ratio <= target else "MISSES"
         print(f"{name:<36} {ratio:6.2f}x   target <= {target}x: {verdict}")
