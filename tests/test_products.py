@@ -33,6 +33,7 @@ from tests.fixtures.postgres import (  # noqa: F401
     ProductsDatabase,
     postgres_cluster,
     products_database,
+    seeded_source,
 )
 
 SEED_ROWS = 2000
@@ -45,10 +46,7 @@ def products(
     products_database: ProductsDatabase, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> ProductsDatabase:
     """A seeded source database, dlt pointed at it, and an empty project data folder."""
-    seed(products_database.dsn, SEED_ROWS)
-    monkeypatch.setenv("SOURCES__PRODUCTS__CREDENTIALS", products_database.dsn)
-    monkeypatch.delenv("SOURCES__PRODUCTS__LOOKBACK", raising=False)
-    return products_database
+    return seeded_source(products_database, monkeypatch, SEED_ROWS, lookback=None)
 
 
 def source_rows(dsn: str, columns: str = COLUMNS) -> list[tuple[Any, ...]]:

@@ -13,11 +13,12 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from flows.products import products_daily_flow, products_full_refresh_flow
-from local_stack.products_data import seed, simulate_day
+from local_stack.products_data import simulate_day
 from tests.fixtures.postgres import (  # noqa: F401
     ProductsDatabase,
     postgres_cluster,
     products_database,
+    seeded_source,
 )
 
 SEED_ROWS = 1500
@@ -29,10 +30,7 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 def products(
     products_database: ProductsDatabase, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> ProductsDatabase:
-    seed(products_database.dsn, SEED_ROWS)
-    monkeypatch.setenv("SOURCES__PRODUCTS__CREDENTIALS", products_database.dsn)
-    monkeypatch.setenv("SOURCES__PRODUCTS__LOOKBACK", "0")
-    return products_database
+    return seeded_source(products_database, monkeypatch, SEED_ROWS, lookback="0")
 
 
 def test_daily_then_full_refresh_flows(products: ProductsDatabase) -> None:
