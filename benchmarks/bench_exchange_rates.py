@@ -87,14 +87,16 @@ class _Sandbox:
 
 def _fresh_data_dir(root: Path, name: str) -> Path:
     folder = root / name
-    (folder / "dlt" / "local").mkdir(parents=True)
+    (folder / "dlt").mkdir(parents=True)
+    (folder / "warehouse").mkdir()
     os.environ["DATA_PIPELINES_DATA_DIR"] = str(folder)
     os.environ["DLT_DATA_DIR"] = str(folder / "dlt")
-    os.environ["DLT_LOCAL_DIR"] = str(folder / "dlt" / "local")
+    os.environ["DLT_LOCAL_DIR"] = str(folder / "warehouse")
     return folder
 
 
 def _sequential(days: list[date]) -> float:
+    from environments import load_environment
     from pipelines.exchange_rates import _make
     from sources.exchange_rates import (
         FetchedDay,
@@ -106,17 +108,18 @@ def _sequential(days: list[date]) -> float:
     started = time.perf_counter()
     client = make_client(resolve_settings())
     fetched = [FetchedDay(day, client.historical(day)) for day in days]
-    _make().load(historical_resource(fetched))
+    _make(load_environment("local")).load(historical_resource(fetched))
     return time.perf_counter() - started
 
 
 def _ours(days: list[date], concurrency: int, limit: float) -> tuple[float, Any]:
+    from environments import load_environment
     from pipelines.exchange_rates import backfill
 
     os.environ["SOURCES__OPEN_EXCHANGE_RATES__MAX_CONCURRENCY"] = str(concurrency)
     os.environ["SOURCES__OPEN_EXCHANGE_RATES__MAX_REQUESTS_PER_SECOND"] = str(limit)
     started = time.perf_counter()
-    result = backfill(days[0], days[-1])
+    result = backfill(load_environment("local"), days[0], days[-1])
     return time.perf_counter() - started, result
 
 

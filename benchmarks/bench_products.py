@@ -46,11 +46,12 @@ def _child(mode: str) -> None:
     if mode.startswith("no-dlt-"):
         _hand_written_load(mode)
         return
+    from environments import load_environment
     from pipelines.products import run
     from pipelines.runner import load_summary
 
     started = time.perf_counter()
-    info = run(full_refresh=mode == "full-refresh")
+    info = run(load_environment("local"), full_refresh=mode == "full-refresh")
     seconds = time.perf_counter() - started
     rows = load_summary(info)["rows"].get("products", 0)
     print(json.dumps({"seconds": seconds, "rows": rows}))
@@ -151,14 +152,16 @@ def _environment(dsn: str, data_dir: Path) -> dict[str, str]:
             "DATA_PIPELINES_ENV": "local",
             "DATA_PIPELINES_DATA_DIR": str(data_dir),
             "DLT_DATA_DIR": str(data_dir / "dlt"),
-            "DLT_LOCAL_DIR": str(data_dir / "dlt" / "local"),
+            "DLT_LOCAL_DIR": str(data_dir / "warehouse"),
             "SOURCES__PRODUCTS__CREDENTIALS": dsn,
             "RUNTIME__DLTHUB_TELEMETRY": "false",
             "PYTHONPYCACHEPREFIX": str(data_dir.parent / "pycache"),
         }
     )
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    (data_dir / "dlt" / "local").mkdir(parents=True, exist_ok=True)
+    (data_dir / "dlt").mkdir(parents=True, exist_ok=True)
+    (data_dir / "warehouse").mkdir(parents=True, exist_ok=True)
+    (data_dir / "warehouse").mkdir(parents=True, exist_ok=True)
     return env
 
 

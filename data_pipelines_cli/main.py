@@ -29,22 +29,29 @@ Typical local session:
   data-pipelines down            stop everything (data stays in .data)
 """
 
-DEPLOYMENTS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("currencies-weekly/production", {}),
-    ("exchange-rates-daily/production", {}),
-    ("exchange-rates-backfill/production", {"start_date": "2026-01-01", "end_date": "2026-01-07"}),
-    ("products-daily/production", {}),
-    ("products-full-refresh/production", {}),
-)
+# The demo's backfill covers one week, not up to yesterday.
+DEMO_PARAMETERS: dict[str, dict[str, Any]] = {
+    "exchange-rates-backfill/production": {"start_date": "2026-01-01", "end_date": "2026-01-07"}
+}
+# Verification runs after the loads on its schedule; the demo triggers the loads only.
+DEMO_SKIPS_TAG = "verify"
+
+
+def demo_deployments() -> list[tuple[str, dict[str, Any]]]:
+    """The pipeline deployments of prefect.yaml, with the demo's parameters."""
+    from infra.prefect_setup import deployments
+
+    return [
+        (spec.full_name, DEMO_PARAMETERS.get(spec.full_name, spec.parameters))
+        for spec in deployments()
+        if DEMO_SKIPS_TAG not in spec.tags
+    ]
 
 
 def _print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    for n, row in enumerate(cells):
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
+    from pipelines.text_table import text_table
+
+    print("\n".join(text_table(headers, rows)))
 
 
 # ---- stack -------------------------------------------------------------------------------
@@ -92,8 +99,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
     print("Starting the local stack (first start takes about a minute)...", flush=True)
     running = stack.up()
-    print(f"Stack up in {time.monotonic() - started:.0f}s. Triggering the five deployments.")
-    results = _run_deployments(running.prefect_api_url, DEPLOYMENTS, timeout=args.timeout)
+    deployments = demo_deployments()
+    print(
+        f"Stack up in {time.monotonic() - started:.0f}s. "
+        f"Triggering the {len(deployments)} pipeline deployments."
+    )
+    results = _run_deployments(running.prefect_api_url, deployments, timeout=args.timeout)
     print()
     loaded = _rows_loaded_per_run(running.prefect_api_url, [run_id for *_, run_id in results])
     _print_table(
@@ -242,9 +253,10 @@ def cmd_simulate_day(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check what users read in the current environment; exit 1 listing what failed."""
+    from environments import load_environment
     from pipelines.verify import verify
 
-    report = verify()
+    report = verify(load_environment())
     if args.json:
         print(json.dumps({"ok": report.ok, "checks": report.as_rows()}, indent=2, default=str))
     else:

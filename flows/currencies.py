@@ -4,30 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
-from flows.reporting import persist_audit, publish_run_report
+from environments import load_environment
+from flows.reporting import finish_flow, run_pipeline
 from flows.retry_policy import pipeline_task
-from pipelines.currencies import PIPELINE_NAME, run
-from pipelines.runner import load_summary
+from pipelines import currencies
+from pipelines.environment import Environment
 
 
-@pipeline_task("load-currencies", dlt_pipeline=PIPELINE_NAME)
-def load_currencies() -> dict[str, Any]:
+@pipeline_task("load-currencies", dlt_pipeline=currencies.PIPELINE_NAME)
+def load_currencies(environment: Environment) -> dict[str, Any]:
     """Run the currencies pipeline and return its summary."""
-    logger = get_run_logger()
-    logger.info("Loading currencies from Open Exchange Rates")
-    load_info = run()
-    summary = load_summary(load_info)
-    persist_audit(load_info)
-    logger.info(
-        "Loaded %s rows into %s.%s in %ss",
-        summary["rows"].get("currencies", 0),
-        summary["destination"],
-        summary["dataset"],
-        summary["duration_seconds"],
+    return run_pipeline(
+        "Loading currencies from Open Exchange Rates",
+        lambda: currencies.run(environment),
+        lambda info: currencies.persist_audit(environment, info),
     )
-    return summary
 
 
 @flow(
@@ -36,6 +29,5 @@ def load_currencies() -> dict[str, Any]:
 )
 def currencies_weekly_flow() -> dict[str, Any]:
     """Weekly refresh of the currency reference table."""
-    summary = load_currencies()
-    publish_run_report("currencies-weekly", [summary])
-    return {"status": "success", "load_info": summary}
+    environment = load_environment()
+    return finish_flow("currencies-weekly", [load_currencies(environment)])

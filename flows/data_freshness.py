@@ -13,14 +13,16 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
+from environments import load_environment
 from flows.retry_policy import pipeline_task
+from pipelines.environment import Environment
 from pipelines.verify import VerificationFailed, VerifyReport, verify
 
 
 @pipeline_task("verify-warehouse")
-def verify_warehouse() -> VerifyReport:
+def verify_warehouse(environment: Environment) -> VerifyReport:
     """Every check; retried only if the warehouse or source cannot be reached at all."""
-    report = verify()
+    report = verify(environment)
     logger = get_run_logger()
     for line in report.render().splitlines():
         logger.info(line)
@@ -33,7 +35,7 @@ def verify_warehouse() -> VerifyReport:
 )
 def data_freshness_flow() -> dict[str, Any]:
     """Fail with every failed check listed, so the alert says what is stale or duplicated."""
-    report = verify_warehouse()
+    report = verify_warehouse(load_environment())
     create_table_artifact(
         table=report.as_rows(),
         key="data-freshness-report",

@@ -20,11 +20,11 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.logging.handlers import APILogHandler
 
-from flows.reporting import persist_audit, publish_run_report
+from environments import load_environment
+from flows.reporting import finish_flow, run_pipeline
 from flows.retry_policy import pipeline_task
-from pipelines.exchange_rates import PIPELINE_NAME, backfill, run_latest, validate_range
-from pipelines.exchange_rates import persist_audit as persist_exchange_rates_audit
-from pipelines.runner import load_summary
+from pipelines import exchange_rates
+from pipelines.environment import Environment
 
 # Loggers whose records belong in the run's logs: our modules at INFO, dlt at its own level.
 _FORWARDED_LOGGERS = ("pipelines.exchange_rates", "sources.exchange_rates", "local_stack.snowpipe")
@@ -52,22 +52,15 @@ def _pipeline_logs_in_prefect() -> Iterator[None]:
             lg.setLevel(level)
 
 
-@pipeline_task("load-exchange-rates", dlt_pipeline=PIPELINE_NAME)
-def load_exchange_rates() -> dict[str, Any]:
+@pipeline_task("load-exchange-rates", dlt_pipeline=exchange_rates.PIPELINE_NAME)
+def load_exchange_rates(environment: Environment) -> dict[str, Any]:
     """Fetch `latest.json` into the bucket and return the load summary."""
-    logger = get_run_logger()
-    logger.info("Loading the latest exchange rates from Open Exchange Rates")
     with _pipeline_logs_in_prefect():
-        load_info = run_latest()
-        summary = load_summary(load_info)
-        persist_audit(load_info, persist_exchange_rates_audit)
-    logger.info(
-        "Wrote %s row(s) to %s under exchange-rates/latest/ in %ss",
-        summary["rows"].get("latest", 0),
-        summary["destination"],
-        summary["duration_seconds"],
-    )
-    return summary
+        return run_pipeline(
+            "Loading the latest exchange rates from Open Exchange Rates",
+            lambda: exchange_rates.run_latest(environment),
+            lambda info: exchange_rates.persist_audit(environment, info),
+        )
 
 
 @flow(
@@ -76,34 +69,35 @@ def load_exchange_rates() -> dict[str, Any]:
 )
 def exchange_rates_daily_flow() -> dict[str, Any]:
     """Daily snapshot of the latest rates."""
-    summary = load_exchange_rates()
-    publish_run_report("exchange-rates-daily", [summary])
-    return {"status": "success", "load_info": summary}
+    environment = load_environment()
+    return finish_flow("exchange-rates-daily", [load_exchange_rates(environment)])
 
 
-@pipeline_task("backfill-exchange-rates", dlt_pipeline=PIPELINE_NAME)
-def backfill_exchange_rates(start_date: str, end_date: str | None = None) -> dict[str, Any]:
+@pipeline_task("backfill-exchange-rates", dlt_pipeline=exchange_rates.PIPELINE_NAME)
+def backfill_exchange_rates(
+    environment: Environment, start_date: str, end_date: str | None = None
+) -> dict[str, Any]:
     """Historical days `start_date..end_date` (inclusive), only those not in the bucket yet.
 
     Resumable: a retry (or a rerun after a crash) asks OXR only for the days still missing.
     """
-    logger = get_run_logger()
     with _pipeline_logs_in_prefect():
-        result = backfill(start_date, end_date)
-        if result.load_info is not None:
-            persist_audit(result.load_info, persist_exchange_rates_audit)
-    summary = result.summary()
-    logger.info(
+        summary = run_pipeline(
+            f"Backfilling exchange rates {start_date}..{end_date or 'yesterday'}",
+            lambda: exchange_rates.backfill(environment, start_date, end_date),
+            lambda info: exchange_rates.persist_audit(environment, info),
+        )
+    backfill = summary["backfill"]
+    get_run_logger().info(
         "Backfill %s..%s: %d day(s) in range, %d skipped (already in the bucket), "
-        "%d requested, %d loaded (%s row(s)) in %.1fs",
-        result.start_date,
-        result.end_date,
-        result.days_total,
-        result.days_skipped,
-        result.days_requested,
-        result.days_loaded,
-        summary["rows"].get("historical", 0),
-        result.seconds,
+        "%d requested, %d loaded in %.1fs",
+        backfill["start_date"],
+        backfill["end_date"],
+        backfill["days_total"],
+        backfill["days_skipped"],
+        backfill["days_requested"],
+        backfill["days_loaded"],
+        summary["duration_seconds"],
     )
     return summary
 
@@ -117,7 +111,7 @@ def exchange_rates_backfill_flow(
 ) -> dict[str, Any]:
     """Backfill `start_date..end_date` (YYYY-MM-DD; `end_date` defaults to yesterday, UTC)."""
     # Bad dates fail the flow here with a permanent error: before any task, request or retry.
-    validate_range(start_date, end_date)
-    summary = backfill_exchange_rates(start_date, end_date)
-    publish_run_report("exchange-rates-backfill", [summary])
-    return {"status": "success", "load_info": summary}
+    exchange_rates.validate_range(start_date, end_date)
+    environment = load_environment()
+    summary = backfill_exchange_rates(environment, start_date, end_date)
+    return finish_flow("exchange-rates-backfill", [summary])

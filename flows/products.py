@@ -4,34 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
-from flows.reporting import persist_audit, publish_run_report
+from environments import load_environment
+from flows.reporting import finish_flow, run_pipeline
 from flows.retry_policy import pipeline_task
-from pipelines.products import PIPELINE_NAME, run
-from pipelines.runner import load_summary
+from pipelines import products
+from pipelines.environment import Environment
 
 
-@pipeline_task("load-products", dlt_pipeline=PIPELINE_NAME)
-def load_products(full_refresh: bool = False) -> dict[str, Any]:
+@pipeline_task("load-products", dlt_pipeline=products.PIPELINE_NAME)
+def load_products(environment: Environment, full_refresh: bool = False) -> dict[str, Any]:
     """Run the products pipeline (incremental, or a full reload) and return its summary."""
-    logger = get_run_logger()
-    logger.info(
-        "Loading products from PostgreSQL (%s)", "full refresh" if full_refresh else "incremental"
+    return run_pipeline(
+        "Loading products from PostgreSQL ("
+        + ("full refresh" if full_refresh else "incremental")
+        + ")",
+        lambda: products.run(environment, full_refresh=full_refresh),
+        lambda info: products.persist_audit(environment, info),
     )
-    load_info = run(full_refresh=full_refresh)
-    summary = load_summary(load_info)
-    persist_audit(load_info)
-    logger.info(
-        "Loaded %s rows into %s.%s in %ss",
-        summary["rows"].get("products", 0),
-        summary["destination"],
-        summary["dataset"],
-        summary["duration_seconds"],
-    )
-    if summary["schema_changes"]:
-        logger.info("New columns: %s", summary["schema_changes"])
-    return summary
 
 
 @flow(
@@ -40,9 +31,8 @@ def load_products(full_refresh: bool = False) -> dict[str, Any]:
 )
 def products_daily_flow() -> dict[str, Any]:
     """Daily incremental load on `valid_ts`, merged on `audit_id`."""
-    summary = load_products(full_refresh=False)
-    publish_run_report("products-daily", [summary])
-    return {"status": "success", "load_info": summary}
+    environment = load_environment()
+    return finish_flow("products-daily", [load_products(environment, full_refresh=False)])
 
 
 @flow(
@@ -51,6 +41,5 @@ def products_daily_flow() -> dict[str, Any]:
 )
 def products_full_refresh_flow() -> dict[str, Any]:
     """Reload every row and reset the cursor; readers keep the old table until the swap."""
-    summary = load_products(full_refresh=True)
-    publish_run_report("products-full-refresh", [summary])
-    return {"status": "success", "load_info": summary}
+    environment = load_environment()
+    return finish_flow("products-full-refresh", [load_products(environment, full_refresh=True)])

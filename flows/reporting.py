@@ -13,12 +13,15 @@ in: no credentials, no data values.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
+from dlt.common.pipeline import LoadInfo
 from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
+
+from pipelines.runner import load_summary
 
 BACKFILL_COLUMNS = ("days_requested", "days_skipped", "days_loaded")
 
@@ -100,16 +103,53 @@ def publish_run_report(flow_name: str, summaries: Sequence[dict[str, Any]]) -> U
     return artifact_id
 
 
-def persist_audit(load_info: Any, persist: Any = None) -> None:
-    """Write the run's load info and trace to the warehouse; never fail a load that landed.
+def persist_audit(load_info: LoadInfo, persist: Callable[[LoadInfo], Any]) -> None:
+    """Write the run's load info and trace for audit; never fail a load that landed.
 
     The data is in by now: a failing audit write is logged as a warning (the next load would
     surface a broken warehouse anyway) instead of failing, and so retrying, the whole load.
-    `persist` is the pipeline's own audit writer (default `pipelines.runner.persist_run_audit`).
+    `persist` is the pipeline's own audit writer.
     """
-    from pipelines.runner import persist_run_audit
-
     try:
-        (persist or persist_run_audit)(load_info)
+        persist(load_info)
     except Exception as error:  # reported, deliberately not raised
         get_run_logger().warning("Could not persist the load info and trace for audit: %s", error)
+
+
+def run_pipeline(
+    action: str, run: Callable[[], Any], persist: Callable[[LoadInfo], Any]
+) -> dict[str, Any]:
+    """The one way a task runs a pipeline: run -> summary -> audit -> log; returns the summary.
+
+    `run` returns a dlt `LoadInfo`, or a result with `.summary()` and `.load_info` (backfill).
+    """
+    logger = get_run_logger()
+    logger.info(action)
+    result = run()
+    if isinstance(result, LoadInfo):
+        load_info: LoadInfo | None = result
+        summary = load_summary(result)
+    else:
+        load_info, summary = result.load_info, result.summary()
+    if load_info is not None:
+        persist_audit(load_info, persist)
+    rows = ", ".join(f"{table}={count}" for table, count in summary["rows"].items()) or "none"
+    logger.info(
+        "Loaded rows %s into %s %s in %ss",
+        rows,
+        summary.get("destination"),
+        summary.get("dataset"),
+        summary.get("duration_seconds"),
+    )
+    if summary.get("schema_changes"):
+        logger.info("Schema changes: %s", summary["schema_changes"])
+    return summary
+
+
+def finish_flow(flow_name: str, summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Publish the run report and return what every pipeline flow returns."""
+    publish_run_report(flow_name, summaries)
+    return {
+        "status": "success",
+        "load_info": summaries[0] if len(summaries) == 1 else list(summaries),
+    }

@@ -27,6 +27,7 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
 from pipelines.errors import is_permanent
+from pipelines.names import pipeline_concurrency_tag
 
 RETRIES = 3
 RETRY_LADDER_SECONDS: tuple[float, ...] = (10.0, 100.0, 1000.0)
@@ -46,9 +47,7 @@ def should_retry(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> 
     return not (isinstance(exc, BaseException) and is_permanent(exc))
 
 
-def pipeline_tag(dlt_pipeline: str) -> str:
-    """Task tag whose Prefect concurrency limit (1) keeps one dlt pipeline to one run at once."""
-    return f"dlt-pipeline:{dlt_pipeline}"
+pipeline_tag = pipeline_concurrency_tag
 
 
 def pipeline_task(

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from pipelines.names import DLT_PIPELINES, pipeline_concurrency_tag
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PREFECT_FILE = PROJECT_DIR / "prefect.yaml"
 GIT_TOKEN_BLOCK = "data-pipelines-git-token"
@@ -87,10 +89,6 @@ def ensure_work_pools(pools: tuple[WorkPoolSpec, ...] = WORK_POOLS) -> list[str]
     return done
 
 
-# dlt pipelines shared by more than one deployment; each gets a task concurrency limit of 1
-DLT_PIPELINES: tuple[str, ...] = ("currencies", "exchange_rates", "products")
-
-
 def ensure_pipeline_concurrency_limits(pipelines: tuple[str, ...] = DLT_PIPELINES) -> list[str]:
     """One running task per dlt pipeline (tag `dlt-pipeline:<name>`, limit 1); idempotent."""
     from prefect.client.orchestration import get_client
@@ -98,7 +96,7 @@ def ensure_pipeline_concurrency_limits(pipelines: tuple[str, ...] = DLT_PIPELINE
     done = []
     with get_client(sync_client=True) as client:
         for name in pipelines:
-            tag = f"dlt-pipeline:{name}"
+            tag = pipeline_concurrency_tag(name)
             client.create_concurrency_limit(tag=tag, concurrency_limit=1)
             done.append(f"concurrency limit {tag!r} = 1")
     return done
@@ -122,6 +120,33 @@ def ensure_git_settings(repository: str, branch: str, token: str | None) -> list
 
 def load_prefect_file(path: Path = PREFECT_FILE) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """One deployment of prefect.yaml, addressed as operators do: `FLOW/DEPLOYMENT`."""
+
+    full_name: str
+    tags: tuple[str, ...]
+    parameters: dict[str, Any]
+
+
+def deployments(path: Path = PREFECT_FILE) -> list[DeploymentSpec]:
+    """The deployments prefect.yaml defines, in file order (flow names read from the source)."""
+    from prefect.flows import load_flow_arguments_from_entrypoint
+
+    specs = []
+    for deployment in load_prefect_file(path)["deployments"]:
+        entrypoint = deployment["entrypoint"]
+        flow_name = load_flow_arguments_from_entrypoint(str(PROJECT_DIR / entrypoint))["name"]
+        specs.append(
+            DeploymentSpec(
+                full_name=f"{flow_name}/{deployment['name']}",
+                tags=tuple(deployment.get("tags") or ()),
+                parameters=dict(deployment.get("parameters") or {}),
+            )
+        )
+    return specs
 
 
 def write_local_prefect_file(checkout: Path, target: Path) -> Path:

@@ -18,7 +18,8 @@ so the DSN we hand out carries a real secret and the code paths that must hide i
 `ensure_running()` is idempotent and safe across processes (a file lock): start twice = one
 cluster, same port. Durability is traded for speed (`fsync=off`): this cluster is disposable.
 
-CLI: `python -m local_stack.postgres start [--seed-rows N] | stop | status | dsn`.
+CLI: `python -m local_stack.postgres start | stop | status | dsn` (seed with
+`python -m local_stack.products_data seed`; `data-pipelines up` does both).
 """
 
 from __future__ import annotations
@@ -383,13 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         description="The local PostgreSQL cluster holding raw_data.products (data folder).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    start = commands.add_parser("start", help="start (creating if needed); seed when empty")
-    start.add_argument(
-        "--seed-rows",
-        type=int,
-        default=5000,
-        help="rows to generate when raw_data.products does not exist yet (0: do not seed)",
-    )
+    commands.add_parser("start", help="start (creating the cluster if needed)")
     commands.add_parser("stop", help="stop the cluster (data stays)")
     commands.add_parser("status", help="print whether it runs, and where")
     commands.add_parser("dsn", help="print the DSN (with password) of the running cluster")
@@ -398,12 +393,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "start":
         cluster = ensure_running()
         print(f"PostgreSQL running on {cluster.host}:{cluster.port} ({cluster.redacted_dsn})")
-        if args.seed_rows:
-            from local_stack.products_data import seed, table_exists
-
-            if not table_exists(cluster.dsn):
-                rows = seed(cluster.dsn, args.seed_rows)
-                print(f"Seeded raw_data.products with {rows} rows")
         return 0
     if args.command == "stop":
         print("stopped" if stop() else "not running")

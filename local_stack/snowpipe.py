@@ -43,18 +43,20 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from pipelines.environment import (
-    PROJECT_DIR,
+from local_stack.warehouse import local_bucket_url, warehouse_lock, warehouse_path
+from pipelines.environment import PROJECT_DIR
+from pipelines.names import (
+    EXCHANGE_RATES_LATEST_VIEW,
+    EXCHANGE_RATES_PIPE,
+    EXCHANGE_RATES_PREFIX,
+    EXCHANGE_RATES_TABLE,
     SNOWPIPE_DATABASE,
-    current_environment,
-    warehouse_lock,
-    warehouse_path,
 )
 
 DDL_PATH = PROJECT_DIR / "infra" / "snowflake" / "020_snowpipe_exchange_rates.sql"
-PIPE_NAME = "SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_PIPE"
-RAW_TABLE = "SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES"
-USER_VIEW = "SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_LATEST"
+PIPE_NAME = EXCHANGE_RATES_PIPE
+RAW_TABLE = EXCHANGE_RATES_TABLE
+USER_VIEW = EXCHANGE_RATES_LATEST_VIEW
 LOAD_HISTORY_TABLE = "snowpipe._local_pipe.load_history"
 # What the pipe reads: the file format's TYPE = JSON with COMPRESSION = AUTO.
 DATA_FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
@@ -279,12 +281,10 @@ def _already_loaded(con: duckdb.DuckDBPyConnection) -> dict[str, set[tuple[Any, 
     return seen
 
 
-def ingest(
-    exchange_rates_url: str | None = None, database_path: Path | None = None
-) -> IngestReport:
+def ingest(exchange_rates_url: str, database_path: Path | None = None) -> IngestReport:
     """Load every new or changed file under the watched prefix, exactly once; report what."""
     started = datetime.now(UTC)
-    url = exchange_rates_url or current_environment().exchange_rates_url()
+    url = exchange_rates_url
     database_path = database_path or warehouse_path(SNOWPIPE_DATABASE)
     report = IngestReport()
     fs, files = list_staged_files(url)
@@ -379,9 +379,9 @@ def main(argv: list[str] | None = None) -> int:
             f"prefix into {RAW_TABLE} (users read {USER_VIEW})."
         ),
     )
-    parser.add_argument("--url", help="watched prefix (default: the current environment's)")
+    parser.add_argument("--url", help="watched prefix (default: the local bucket's)")
     args = parser.parse_args(argv)
-    report = ingest(args.url)
+    report = ingest(args.url or f"{local_bucket_url()}/{EXCHANGE_RATES_PREFIX}")
     json.dump(report.as_dict(), sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

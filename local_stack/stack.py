@@ -21,7 +21,13 @@ from infra import alerting, prefect_setup
 from infra.alerting import AlertingSettings
 from local_stack import postgres, processes, webhook_receiver
 from local_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID
-from pipelines.environment import DATA_DIR_VAR, PROJECT_DIR, configure_runtime, data_dir
+from pipelines.environment import (
+    DATA_DIR_VAR,
+    PROJECT_DIR,
+    configure_runtime,
+    data_dir,
+    dlt_dirs,
+)
 
 SANDBOX = "oxr-sandbox"
 PREFECT_SERVER = "prefect-server"
@@ -241,10 +247,15 @@ def shell_env_file() -> Path:
 
 
 def _write_shell_env(stack: Stack) -> None:
-    """`source .data/stack.env` gives a shell the venv and the stack's Prefect API."""
+    """`source .data/stack.env` gives a shell the venv, the stack's Prefect API and dlt's dirs.
+
+    With dlt's folders exported, `dlt pipeline products info` (or `show`, `trace`, `drop`)
+    finds the pipelines and attaches to the same warehouse file, from any directory.
+    """
     keep = ("PREFECT_API_URL", DATA_DIR_VAR, "DATA_PIPELINES_ENV", "PREFECT_HOME")
     lines = [f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH"]
     lines += [f"export {k}={shlex.quote(stack.worker_env[k])}" for k in keep]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in dlt_dirs().items()]
     lines.append("export DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false")
     shell_env_file().write_text("\n".join(lines) + "\n")
 

@@ -1,26 +1,57 @@
-"""Read the local warehouse with the production names: DLT and SNOWPIPE attached read-only."""
+"""The local warehouse: DuckDB files named after the production databases, read by those names.
+
+`DLT` is `warehouse/dlt.duckdb` and `SNOWPIPE` is `warehouse/snowpipe.duckdb` in the data folder,
+so `DLT.OPEN_EXCHANGE_RATES.CURRENCIES` is a valid query here as in Snowflake.
+"""
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from pipelines.environment import (
-    SNOWPIPE_DATABASE,
-    WAREHOUSE_DATABASE,
-    warehouse_lock,
-    warehouse_path,
-)
+from pipelines.environment import configured_bucket_url, data_dir
+from pipelines.names import SNOWPIPE_DATABASE, USER_TABLES, WAREHOUSE_DATABASE
 
 # What users read, by the names they would use in Snowflake.
-LOCAL_TABLES = (
-    "DLT.OPEN_EXCHANGE_RATES.CURRENCIES",
-    "DLT.APPLICATION_DATA.PRODUCTS",
-    "SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES",
-    "SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_LATEST",
-)
+LOCAL_TABLES = USER_TABLES
+
+
+def warehouse_path(database: str) -> Path:
+    """Local DuckDB file standing in for a Snowflake database (`DLT` -> `warehouse/dlt.duckdb`)."""
+    path = data_dir() / "warehouse" / f"{database.lower()}.duckdb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextmanager
+def warehouse_lock(database: str = WAREHOUSE_DATABASE, *, shared: bool = False) -> Iterator[None]:
+    """Serialise access to a local DuckDB warehouse file across processes.
+
+    DuckDB allows one writing process per file, and the worker runs flows in parallel
+    processes, so a second writer would fail instead of waiting. Snowflake needs no such lock.
+    """
+    lock_path = warehouse_path(database).with_suffix(".lock")
+    with open(lock_path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def local_bucket_url() -> str:
+    """The configured bucket, else the data folder's `bucket/` (as a file:// URL)."""
+    configured = configured_bucket_url()
+    if configured:
+        return configured
+    path = data_dir() / "bucket"
+    path.mkdir(parents=True, exist_ok=True)
+    return path.as_uri()
 
 
 def warehouse_files() -> list[Path]:

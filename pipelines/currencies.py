@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import json
-
 from dlt.common.pipeline import LoadInfo
 
-from pipelines.environment import current_environment
-from pipelines.runner import extract_normalize_load, load_summary, make_pipeline
+from pipelines.environment import Environment
+from pipelines.names import CURRENCIES_PIPELINE
+from pipelines.runner import extract_normalize_load, make_pipeline, persist_run_audit
 from sources.currencies import currencies
 
-PIPELINE_NAME = "currencies"
+PIPELINE_NAME = CURRENCIES_PIPELINE
 DATASET_NAME = "open_exchange_rates"
 
 
-def run() -> LoadInfo:
-    """Load the currency list into the warehouse of the current environment."""
-    pipeline = make_pipeline(PIPELINE_NAME, current_environment().warehouse(), DATASET_NAME)
-    return extract_normalize_load(pipeline, currencies())
+def run(environment: Environment) -> LoadInfo:
+    """Load the currency list into the environment's warehouse."""
+    pipeline = make_pipeline(PIPELINE_NAME, environment.warehouse(), DATASET_NAME)
+    return extract_normalize_load(pipeline, currencies(), load_lock=environment.warehouse_lock)
 
 
-if __name__ == "__main__":
-    print(json.dumps(load_summary(run()), indent=2, default=str))
+def persist_audit(environment: Environment, load_info: LoadInfo) -> LoadInfo:
+    """This run's load info and trace into `_load_info` / `_trace` beside the table."""
+    return persist_run_audit(load_info, load_lock=environment.warehouse_lock)

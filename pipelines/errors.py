@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
-from pipelines.environment import ConfigurationError
-from sources.errors import PermanentSourceError, SourceError, TransientSourceError
+from sources.errors import (
+    ConfigurationError,
+    PermanentSourceError,
+    SourceError,
+    TransientSourceError,
+)
 
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     PermanentSourceError,

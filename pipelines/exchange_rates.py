@@ -2,7 +2,7 @@
 
 Production: `s3://<bucket>/exchange-rates/`, watched by Snowpipe, which loads every new file into
 `SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES`. Local: the bucket folder of the data folder, and
-`local_stack.snowpipe` plays the pipe after each load.
+the environment's `after_files_land` (the local pipe) loads them after each load.
 
 Bucket layout (dlt filesystem destination, deterministic names, one row per file):
 
@@ -29,7 +29,6 @@ import gzip
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -41,7 +40,8 @@ import dlt
 from dlt.common.pipeline import LoadInfo
 from dlt.sources import DltResource
 
-from pipelines.environment import current_environment
+from pipelines.environment import Environment
+from pipelines.names import EXCHANGE_RATES_PIPELINE
 from pipelines.runner import load_summary, make_pipeline, persist_run_audit
 from sources.exchange_rates import (
     HISTORICAL_TABLE,
@@ -55,13 +55,12 @@ from sources.exchange_rates import (
     latest_resource,
     make_client,
     resolve_settings,
-    utc_today,
     validate_date_range,
 )
 
 logger = logging.getLogger(__name__)
 
-PIPELINE_NAME = "exchange_rates"
+PIPELINE_NAME = EXCHANGE_RATES_PIPELINE
 # dlt's bookkeeping folder, a sibling of the watched prefix (never inside it).
 STATE_DATASET = "_dlt_exchange_rates"
 SNAPSHOT_PLACEHOLDER = "snapshot"
@@ -140,6 +139,7 @@ def _snapshot_of(table: str, row: dict[str, Any]) -> str:
 class _ExchangeRatesPipeline:
     pipeline: dlt.Pipeline
     snapshots: _SnapshotNames
+    environment: Environment
     exchange_rates_url: str
     load_infos: list[LoadInfo] = field(default_factory=list)
 
@@ -156,19 +156,19 @@ class _ExchangeRatesPipeline:
         return info
 
     def run_local_pipe(self) -> None:
-        """Play Snowpipe locally, as files land; in production Snowpipe itself loads them."""
-        if current_environment().name != "local":
+        """What follows files landing: the local pipe loads them (Snowpipe does in production)."""
+        report = self.environment.after_files_land(self.exchange_rates_url)
+        if report is None:
             return
-        from local_stack.snowpipe import ingest
-
-        report = ingest(self.exchange_rates_url)
         logger.info(
-            "Local Snowpipe loaded %d file(s), %d row(s)", report.files_loaded, report.rows_loaded
+            "Local Snowpipe loaded %d file(s), %d row(s)",
+            report["files_loaded"],
+            report["rows_loaded"],
         )
         totals = self.local_pipe or {"files_loaded": 0, "rows_loaded": 0, "loaded": []}
-        totals["files_loaded"] += report.files_loaded
-        totals["rows_loaded"] += report.rows_loaded
-        totals["loaded"] += report.loaded
+        totals["files_loaded"] += report["files_loaded"]
+        totals["rows_loaded"] += report["rows_loaded"]
+        totals["loaded"] += report["loaded"]
         self.local_pipe = totals
 
     def combined_load_info(self) -> LoadInfo | None:
@@ -185,8 +185,7 @@ class _ExchangeRatesPipeline:
         return combined
 
 
-def _make() -> _ExchangeRatesPipeline:
-    environment = current_environment()
+def _make(environment: Environment) -> _ExchangeRatesPipeline:
     exchange_rates_url = environment.exchange_rates_url()
     os.environ.setdefault(_ONE_ROW_PER_FILE_VAR, "1")
     snapshots = _SnapshotNames()
@@ -202,7 +201,7 @@ def _make() -> _ExchangeRatesPipeline:
     # Packages left by a crashed run carry file ids this process cannot name; their days are
     # simply fetched again because they are not in the bucket.
     pipeline.abort_packages()
-    return _ExchangeRatesPipeline(pipeline, snapshots, exchange_rates_url)
+    return _ExchangeRatesPipeline(pipeline, snapshots, environment, exchange_rates_url)
 
 
 def days_in_bucket(pipeline: dlt.Pipeline, exchange_rates_url: str) -> set[date]:
@@ -232,21 +231,21 @@ AUDIT_PIPELINE_NAME = "exchange_rates_audit"
 AUDIT_DATASET = "_dlt_exchange_rates_audit"
 
 
-def persist_audit(load_info: LoadInfo) -> LoadInfo:
+def persist_audit(environment: Environment, load_info: LoadInfo) -> LoadInfo:
     """Load a run's LoadInfo and trace as `_load_info`/`_trace` files into the bucket."""
-    destination = dlt.destinations.filesystem(bucket_url=current_environment().bucket_url())
+    destination = dlt.destinations.filesystem(bucket_url=environment.bucket_url())
     audit = make_pipeline(AUDIT_PIPELINE_NAME, destination, AUDIT_DATASET)
-    return persist_run_audit(load_info, pipeline=audit, lock_database=None)
+    return persist_run_audit(load_info, pipeline=audit)
 
 
 # ---- latest -----------------------------------------------------------------------------------
 
 
-def run_latest() -> LoadInfo:
+def run_latest(environment: Environment) -> LoadInfo:
     """`latest.json` -> `exchange-rates/latest/<publication>.jsonl.gz` (then the pipe)."""
     settings = resolve_settings()
     client = make_client(settings)
-    runner = _make()
+    runner = _make(environment)
     return runner.load(latest_resource(client))
 
 
@@ -292,6 +291,7 @@ class BackfillResult:
 
 
 def backfill(
+    environment: Environment,
     start_date: date | str,
     end_date: date | str | None = None,
     *,
@@ -309,7 +309,7 @@ def backfill(
     started = time.monotonic()
     start, end = validate_date_range(start_date, end_date)
     settings = settings or resolve_settings()
-    runner = _make()
+    runner = _make(environment)
     wanted = list(days_between(start, end))
     present = days_in_bucket(runner.pipeline, runner.exchange_rates_url)
     missing = [day for day in wanted if day not in present]
@@ -409,34 +409,3 @@ def _fetch_and_load(
 def validate_range(start_date: date | str, end_date: date | str | None = None) -> tuple[date, date]:
     """The inclusive range a backfill would cover, or `InvalidDateError` (permanent)."""
     return validate_date_range(start_date, end_date)
-
-
-def run_backfill(start_date: date | str, end_date: date | str | None = None) -> LoadInfo:
-    """`backfill(...)`'s LoadInfo, covering every chunk it loaded (none if all were present)."""
-    info = backfill(start_date, end_date).load_info
-    assert info is not None  # backfill always sets it on success
-    return info
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m pipelines.exchange_rates latest | backfill START [END]`."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if args[:1] == ["latest"] and len(args) == 1:
-        print(json.dumps(load_summary(run_latest()), indent=2, default=str))
-        return 0
-    if args[:1] == ["backfill"] and len(args) in (2, 3):
-        result = backfill(args[1], args[2] if len(args) == 3 else None)
-        print(json.dumps(result.summary(), indent=2, default=str))
-        return 0
-    print(
-        "usage: python -m pipelines.exchange_rates latest\n"
-        "       python -m pipelines.exchange_rates backfill START_DATE [END_DATE]\n"
-        f"dates are YYYY-MM-DD; END_DATE defaults to yesterday (UTC, today is {utc_today()})",
-        file=sys.stderr,
-    )
-    return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

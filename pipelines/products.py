@@ -20,18 +20,14 @@ Schema contract (`SCHEMA_CONTRACT`): new tables and new columns evolve (a column
 the run fails with dlt's contract violation (a permanent error) instead of loading values into
 a column of another type. See docs/products.md for the repair.
 
-Where the source DSN comes from: dlt configuration (`[sources.products] credentials`, env
-`SOURCES__PRODUCTS__CREDENTIALS`). Only in the `local` environment, when none is configured,
-the DSN recorded by the local cluster (`python -m local_stack.postgres start`) is used.
-
-CLI: `python -m pipelines.products [--full-refresh]`.
+Where the source DSN comes from (`products_dsn`, the one place that decides it): dlt
+configuration (`[sources.products] credentials`, env `SOURCES__PRODUCTS__CREDENTIALS`), else the
+environment's fallback (locally, the cluster `data-pipelines up` started).
 """
 
 from __future__ import annotations
 
-import argparse
 import fcntl
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,21 +35,19 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+from dlt.common.configuration.specs import ConnectionStringCredentials
 from dlt.common.pipeline import LoadInfo
 from dlt.common.schema.exceptions import DataValidationError
 from dlt.common.schema.typing import TSchemaContractDict
 
-from pipelines.environment import (
-    ConfigurationError,
-    current_environment,
-    pipelines_dir,
-    warehouse_lock,
-)
-from pipelines.runner import extract_normalize_load, load_summary, make_pipeline
+from pipelines.environment import ConfigurationError, Environment, pipelines_dir
+from pipelines.errors import exception_chain
+from pipelines.names import PRODUCTS_PIPELINE
+from pipelines.runner import extract_normalize_load, make_pipeline, persist_run_audit
 from sources.errors import PermanentSourceError
 from sources.products import CURSOR_COLUMN, RESOURCE_NAME, products_source
 
-PIPELINE_NAME = "products"
+PIPELINE_NAME = PRODUCTS_PIPELINE
 DATASET_NAME = "application_data"
 TABLE_NAME = "products"
 CREDENTIALS_KEY = "sources.products.credentials"
@@ -71,35 +65,26 @@ SCHEMA_CONTRACT: TSchemaContractDict = {
 }
 
 
-def local_fallback_dsn() -> str | None:
-    """The local cluster's recorded DSN, in the `local` environment only; else None."""
-    if current_environment().name != "local":
-        return None
-    from local_stack.postgres import recorded  # local-stack only; never needed with a DSN
-
-    cluster = recorded()
-    return cluster.dsn if cluster is not None else None
-
-
-def source_credentials() -> str | None:
-    """None when dlt configuration holds the DSN (the source resolves it), else the fallback."""
-    if dlt.secrets.get(CREDENTIALS_KEY) is not None:
-        return None
-    fallback = local_fallback_dsn()
+def products_dsn(environment: Environment) -> str:
+    """The products PostgreSQL DSN: dlt config, else the environment's fallback, else an error."""
+    configured = dlt.secrets.get(CREDENTIALS_KEY)
+    if configured is not None:
+        # a DSN string, or its parts as a table (host, username, ...)
+        return ConnectionStringCredentials(configured).to_native_representation()
+    fallback = environment.products_dsn_fallback()
     if fallback is None:
         raise ConfigurationError(
             "No PostgreSQL for the products pipeline: set [sources.products] credentials in "
             ".dlt/secrets.toml or export SOURCES__PRODUCTS__CREDENTIALS=postgresql://user:"
-            "password@host:5432/database; locally, `python -m local_stack.postgres start` "
-            "creates a cluster that is then used by default."
+            "password@host:5432/database; locally, `data-pipelines up` starts a cluster that "
+            "is then used by default."
         )
     return fallback
 
 
-def make_products_pipeline() -> dlt.Pipeline:
-    """The `products` pipeline into the current environment's warehouse."""
-    # The warehouse swaps replace/merge in atomically (see environment._atomic_swaps).
-    return make_pipeline(PIPELINE_NAME, current_environment().warehouse(), DATASET_NAME)
+def make_products_pipeline(environment: Environment) -> dlt.Pipeline:
+    """The `products` pipeline into the environment's warehouse (atomic swaps: runner)."""
+    return make_pipeline(PIPELINE_NAME, environment.warehouse(), DATASET_NAME)
 
 
 def cursor_value(pipeline: dlt.Pipeline) -> Any:
@@ -109,14 +94,14 @@ def cursor_value(pipeline: dlt.Pipeline) -> Any:
     return incremental.get(CURSOR_COLUMN, {}).get("last_value")
 
 
-def _reset_cursor(pipeline: dlt.Pipeline) -> None:
+def _reset_cursor(pipeline: dlt.Pipeline, environment: Environment) -> None:
     """Forget the cursor locally; the new one reaches the warehouse with the reloaded rows.
 
     If the reload fails, the cursor stays forgotten (the abort rewinds to after this reset),
     so the next run reloads everything again: safe, and cheaper than committing the reset
     with a load of its own (dlt's state-only drop).
     """
-    _abort_pending(pipeline)  # packages of a failed run are superseded by the reload
+    _abort_pending(pipeline, environment)  # a failed run's packages: superseded by the reload
     if cursor_value(pipeline) is None:
         return
     with pipeline.managed_state() as state:
@@ -124,14 +109,14 @@ def _reset_cursor(pipeline: dlt.Pipeline) -> None:
         resources.get(RESOURCE_NAME, {}).pop("incremental", None)
 
 
-def _abort_pending(pipeline: dlt.Pipeline) -> None:
+def _abort_pending(pipeline: dlt.Pipeline, environment: Environment) -> None:
     """Drop unfinished load packages and rewind local state to before them (dlt's abort).
 
     The aborted rows are re-read by the next run: the cursor never stays ahead of them.
     """
     if not pipeline.has_pending_data:
         return
-    with warehouse_lock():  # finishing an abort opens the destination
+    with environment.warehouse_lock():  # finishing an abort opens the destination
         pipeline.abort_packages()
 
 
@@ -151,32 +136,37 @@ def _one_run_at_a_time() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def run(full_refresh: bool = False) -> LoadInfo:
+def run(environment: Environment, *, full_refresh: bool = False) -> LoadInfo:
     """Load new audit rows (or, with `full_refresh`, all of them) into the warehouse."""
-    credentials = source_credentials()
+    dsn = products_dsn(environment)
     with _one_run_at_a_time():
-        return _run(credentials, full_refresh)
+        return _run(environment, dsn, full_refresh)
 
 
-def _run(credentials: str | None, full_refresh: bool) -> LoadInfo:
-    pipeline = make_products_pipeline()
+def _run(environment: Environment, dsn: str, full_refresh: bool) -> LoadInfo:
+    pipeline = make_products_pipeline(environment)
     if cursor_value(pipeline) is None:
         # A fresh worker starts from the cursor the warehouse holds (state travels with each
         # load). With a local cursor we skip the round trip: a stale local cursor only makes
         # the run re-read rows that the merge then de-duplicates.
         pipeline.sync_destination()
-    source = products_source(credentials=credentials) if credentials else products_source()
+    source = products_source(credentials=dsn)
     if full_refresh or cursor_value(pipeline) is None:
-        _reset_cursor(pipeline)
+        _reset_cursor(pipeline, environment)
         source.resources[RESOURCE_NAME].apply_hints(write_disposition="replace")
     try:
-        return extract_normalize_load(pipeline, source, schema_contract=SCHEMA_CONTRACT)
+        return extract_normalize_load(
+            pipeline,
+            source,
+            load_lock=environment.warehouse_lock,
+            schema_contract=SCHEMA_CONTRACT,
+        )
     except Exception as error:
         # dlt would keep a failed package pending with the cursor already advanced in local
         # state; we rewind instead, so a later run re-reads those rows rather than trusting
         # a package that may never load.
         try:
-            _abort_pending(pipeline)
+            _abort_pending(pipeline, environment)
         except Exception as abort_error:  # never hide the original failure
             logger.warning("Could not abort the failed products load package: %s", abort_error)
         violation = _contract_violation(error)
@@ -192,31 +182,9 @@ def _run(credentials: str | None, full_refresh: bool) -> LoadInfo:
 
 
 def _contract_violation(error: BaseException) -> DataValidationError | None:
-    current: BaseException | None = error
-    seen: set[int] = set()
-    while current is not None and id(current) not in seen:
-        if isinstance(current, DataValidationError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+    return next((e for e in exception_chain(error) if isinstance(e, DataValidationError)), None)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines.products",
-        description="Load raw_data.products from PostgreSQL into APPLICATION_DATA.PRODUCTS.",
-    )
-    parser.add_argument(
-        "--full-refresh",
-        action="store_true",
-        help="reload every row and reset the cursor (atomic swap; the old table stays "
-        "visible until the new one commits)",
-    )
-    args = parser.parse_args(argv)
-    print(json.dumps(load_summary(run(full_refresh=args.full_refresh)), indent=2, default=str))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def persist_audit(environment: Environment, load_info: LoadInfo) -> LoadInfo:
+    """This run's load info and trace into `_load_info` / `_trace` beside the table."""
+    return persist_run_audit(load_info, load_lock=environment.warehouse_lock)

@@ -3,17 +3,33 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import dlt
 from dlt.common.pipeline import LoadInfo
 
-from pipelines.environment import (
-    WAREHOUSE_DATABASE,
-    configure_runtime,
-    pipelines_dir,
-    warehouse_lock,
-)
+from pipelines.environment import configure_runtime, pipelines_dir
+
+# Held around a load step; an environment's `warehouse_lock`, or nothing.
+LoadLock = Callable[[], AbstractContextManager[Any]]
+
+REPLACE_STRATEGY = "insert-from-staging"
+
+
+def with_atomic_swaps(destination: Any) -> Any:
+    """Readers never see a half or empty table, whatever the write disposition.
+
+    `replace` loads into the staging dataset and swaps in; dlt runs the staging -> table SQL
+    (DELETE + INSERT for replace and merge) in one transaction only when
+    `supports_transactions` is set, and neither the duckdb nor the snowflake factory sets it
+    (dlt 1.31): a failing INSERT then left an EMPTY table behind (tests/test_products.py
+    proves the fix). Both engines support transactions.
+    """
+    destination.config_params["replace_strategy"] = REPLACE_STRATEGY
+    destination.caps_params["supports_transactions"] = True
+    return destination
 
 
 def make_pipeline(
@@ -34,20 +50,17 @@ def extract_normalize_load(
     pipeline: dlt.Pipeline,
     data: Any,
     *,
-    lock_database: str | None = WAREHOUSE_DATABASE,
+    load_lock: LoadLock = nullcontext,
     **extract_kwargs: Any,
 ) -> LoadInfo:
-    """`pipeline.run`, split so that only the load step holds the local warehouse lock.
+    """`pipeline.run`, split so that only the load step holds the environment's load lock.
 
     Extraction (API calls, database reads) runs in parallel across flows; the short load into
     a local DuckDB file is serialised because DuckDB allows one writing process per file.
-    Pass `lock_database=None` for destinations that are not the local warehouse.
     """
     pipeline.extract(data, **extract_kwargs)
     pipeline.normalize()
-    if lock_database is None:
-        return pipeline.load()
-    with warehouse_lock(lock_database):
+    with load_lock():
         return pipeline.load()
 
 
@@ -124,7 +137,7 @@ def persist_run_audit(
     load_info: LoadInfo,
     *,
     pipeline: dlt.Pipeline | None = None,
-    lock_database: str | None = WAREHOUSE_DATABASE,
+    load_lock: LoadLock = nullcontext,
 ) -> LoadInfo:
     """Load this run's LoadInfo and trace into `_load_info` / `_trace` of the same dataset.
 
@@ -155,7 +168,7 @@ def persist_run_audit(
         # evolve: a pipeline's data contract (products freezes data types) is for its data,
         # not for the shape of dlt's bookkeeping documents.
         return extract_normalize_load(
-            target, resources, lock_database=lock_database, schema_contract="evolve"
+            target, resources, load_lock=load_lock, schema_contract="evolve"
         )
     finally:
         dlt_logger.setLevel(previous)

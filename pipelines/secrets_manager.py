@@ -30,7 +30,7 @@ from typing import Any
 
 from dlt.common.configuration.providers.provider import ConfigProvider
 
-from pipelines.environment import ConfigurationError
+from sources.errors import ConfigurationError
 
 BACKEND_VAR = "DATA_PIPELINES_SECRETS"
 BACKEND_NAME = "aws-secrets-manager"

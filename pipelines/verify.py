@@ -30,13 +30,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from pipelines.environment import SNOWPIPE_DATABASE, WAREHOUSE_DATABASE, current_environment
+from pipelines import names
+from pipelines.environment import Environment, Query
+from pipelines.text_table import text_table
 
-CURRENCIES = f"{WAREHOUSE_DATABASE}.OPEN_EXCHANGE_RATES.CURRENCIES"
-PRODUCTS = f"{WAREHOUSE_DATABASE}.APPLICATION_DATA.PRODUCTS"
-EXCHANGE_RATES = f"{SNOWPIPE_DATABASE}.OPEN_EXCHANGE_RATES.EXCHANGE_RATES"
-EXCHANGE_RATES_LATEST = f"{SNOWPIPE_DATABASE}.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_LATEST"
-EXCHANGE_RATES_PIPE = f"{SNOWPIPE_DATABASE}.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_PIPE"
+CURRENCIES = names.CURRENCIES_TABLE
+PRODUCTS = names.PRODUCTS_TABLE
+EXCHANGE_RATES = names.EXCHANGE_RATES_TABLE
+EXCHANGE_RATES_LATEST = names.EXCHANGE_RATES_LATEST_VIEW
+EXCHANGE_RATES_PIPE = names.EXCHANGE_RATES_PIPE
 
 # What users read, with the key that must be unique there (None: raw, append-only by design).
 TARGET_TABLES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
@@ -49,8 +51,6 @@ TARGET_TABLES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
 DEFAULT_MAX_RATE_AGE_DAYS = 1
 DEFAULT_MAX_PRODUCTS_LAG_HOURS = 26.0
 DEFAULT_COPY_HISTORY_HOURS = 24
-
-Query = Callable[[str], list[tuple[Any, ...]]]
 
 
 class VerificationFailed(RuntimeError):
@@ -111,24 +111,15 @@ class VerifyReport:
 
     def render(self) -> str:
         """The readable report: one line per check, then what failed."""
-        headers = ("check", "table", "result", "detail")
-        cells = [headers] + [
-            (c.check, c.target, "ok" if c.ok else "FAILED", c.detail) for c in self.checks
-        ]
-        widths = [max(len(str(row[i])) for row in cells) for i in range(3)]
         lines = [
             f"data-pipelines verify: environment {self.environment}, "
             f"{self.checked_at:%Y-%m-%d %H:%M} UTC",
             "",
+            *text_table(
+                ("check", "table", "result", "detail"),
+                [(c.check, c.target, "ok" if c.ok else "FAILED", c.detail) for c in self.checks],
+            ),
         ]
-        for n, row in enumerate(cells):
-            lines.append(
-                "  ".join(str(v).ljust(w) for v, w in zip(row[:3], widths, strict=True))
-                + "  "
-                + str(row[3])
-            )
-            if n == 0:
-                lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 6)
         lines.append("")
         if self.ok:
             lines.append(f"OK: all {len(self.checks)} checks passed.")
@@ -282,6 +273,7 @@ def check_warehouse(
     query: Query,
     *,
     environment: str,
+    monitors_snowpipe: bool,
     source_latest_valid_ts: Callable[[], datetime | None],
     thresholds: Thresholds | None = None,
     now: datetime | None = None,
@@ -303,7 +295,7 @@ def check_warehouse(
     for table, key in TARGET_TABLES:
         if key is not None and readable[table]:
             report.checks.append(_duplicates_check(query, table, key))
-    if environment == "production":
+    if monitors_snowpipe:
         try:
             report.checks.append(pipe_status_check(query(pipe_status_sql())[0][0]))
         except Exception as error:
@@ -318,60 +310,31 @@ def check_warehouse(
     return report
 
 
-# ---- the current environment's warehouse and source --------------------------------------------
+# ---- the environment's warehouse and source -------------------------------------------------
 
 
-def local_query(sql: str) -> list[tuple[Any, ...]]:
-    """DuckDB files attached under the production database names (read-only)."""
-    from local_stack.warehouse import query  # local environment only
-
-    return query(sql)[1]
-
-
-def snowflake_query() -> Query:
-    """SQL through dlt's Snowflake client (credentials from dlt config, as the loads use)."""
-    from pipelines.runner import make_pipeline
-
-    pipeline = make_pipeline("verify", current_environment().warehouse(), "open_exchange_rates")
-
-    def run(sql: str) -> list[tuple[Any, ...]]:
-        with pipeline.sql_client() as client:
-            return [tuple(row) for row in client.execute_sql(sql) or []]
-
-    return run
-
-
-def source_latest_valid_ts() -> datetime | None:
+def source_latest_valid_ts(environment: Environment) -> datetime | None:
     """The newest `valid_ts` in the products audit log (the source of the products table)."""
     import dlt
 
-    from pipelines.products import local_fallback_dsn
+    from pipelines.products import products_dsn
+    from sources.products import DEFAULT_SCHEMA, DEFAULT_TABLE
     from sources.products.postgres import connect
 
-    dsn = dlt.secrets.get("sources.products.credentials") or local_fallback_dsn()
-    if not dsn:
-        raise RuntimeError(
-            "no PostgreSQL configured: set [sources.products] credentials "
-            "(SOURCES__PRODUCTS__CREDENTIALS)"
-        )
-    schema = dlt.config.get("sources.products.schema_name") or "raw_data"
-    table = dlt.config.get("sources.products.table_name") or "products"
-    with connect(str(dsn)) as connection, connection.cursor() as cursor:
+    schema = dlt.config.get("sources.products.schema_name") or DEFAULT_SCHEMA
+    table = dlt.config.get("sources.products.table_name") or DEFAULT_TABLE
+    with connect(products_dsn(environment)) as connection, connection.cursor() as cursor:
         cursor.execute(source_latest_valid_ts_sql(schema, table))
         row = cursor.fetchone()
     return row[0] if row else None
 
 
-def verify(thresholds: Thresholds | None = None) -> VerifyReport:
-    """All checks for the environment chosen by `DATA_PIPELINES_ENV`."""
-    from pipelines.environment import configure_runtime
-
-    configure_runtime()
-    environment = current_environment()
-    query = local_query if environment.uses_local_warehouse else snowflake_query()
+def verify(environment: Environment, thresholds: Thresholds | None = None) -> VerifyReport:
+    """All checks against the environment's warehouse and the products source."""
     return check_warehouse(
-        query,
+        environment.warehouse_query(),
         environment=environment.name,
-        source_latest_valid_ts=source_latest_valid_ts,
+        monitors_snowpipe=environment.monitors_snowpipe,
+        source_latest_valid_ts=lambda: source_latest_valid_ts(environment),
         thresholds=thresholds or Thresholds.from_config(),
     )

@@ -18,3 +18,7 @@ class PermanentSourceError(SourceError):
 
 class TransientSourceError(SourceError):
     """The remote side failed in a way that may pass (timeouts, 5xx, rate limits)."""
+
+
+class ConfigurationError(PermanentSourceError):
+    """A setting is missing or wrong; the message says which and how to set it."""

@@ -57,10 +57,11 @@ def oxr_sandbox(
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh project data folder; dlt state, warehouse and bucket all live inside it."""
     folder = tmp_path / "data"
-    (folder / "dlt" / "local").mkdir(parents=True)
+    (folder / "dlt").mkdir(parents=True)
+    (folder / "warehouse").mkdir()
     monkeypatch.setenv("DATA_PIPELINES_DATA_DIR", str(folder))
     monkeypatch.setenv("DLT_DATA_DIR", str(folder / "dlt"))
-    monkeypatch.setenv("DLT_LOCAL_DIR", str(folder / "dlt" / "local"))
+    monkeypatch.setenv("DLT_LOCAL_DIR", str(folder / "warehouse"))
     monkeypatch.setenv("DATA_PIPELINES_ENV", "local")
     monkeypatch.delenv("DATA_PIPELINES_BUCKET_URL", raising=False)
     return folder

@@ -78,11 +78,12 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
     base = tmp_path_factory.mktemp("stack")
     base.chmod(0o755)  # the PostgreSQL server runs as `postgres` and must reach its folder
     data_dir = base / "data"
-    (data_dir / "dlt" / "local").mkdir(parents=True)
+    (data_dir / "dlt").mkdir(parents=True)
+    (data_dir / "warehouse").mkdir()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DATA_PIPELINES_DATA_DIR", str(data_dir))
         patch.setenv("DLT_DATA_DIR", str(data_dir / "dlt"))
-        patch.setenv("DLT_LOCAL_DIR", str(data_dir / "dlt" / "local"))
+        patch.setenv("DLT_LOCAL_DIR", str(data_dir / "warehouse"))
         patch.delenv("PREFECT_API_URL", raising=False)
         for var in (
             *stack.OXR_KEY_VARS,

@@ -13,10 +13,12 @@ import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 
+from environments import load_environment
 from local_stack.oxr_sandbox import OXRSandbox, rates_for
 from local_stack.snowpipe import (
     RAW_TABLE,
@@ -26,7 +28,7 @@ from local_stack.snowpipe import (
     ddl_statements,
     ingest,
 )
-from pipelines.exchange_rates import backfill, run_backfill, run_latest
+from pipelines import exchange_rates
 from sources.exchange_rates import (
     InvalidDateError,
     QuotaExceededError,
@@ -38,6 +40,15 @@ from sources.open_exchange_rates import OXRPermanentError, OXRTransientError
 from tests.fixtures.moto import S3Bucket, moto_server, s3_bucket  # noqa: F401
 
 JANUARY_1_TO_7 = [f"2026-01-0{d}" for d in range(1, 8)]
+
+
+def run_latest() -> Any:
+    """The pipeline in the local environment, as the flows hand it down."""
+    return exchange_rates.run_latest(load_environment())
+
+
+def backfill(start: Any, end: Any = None, **kwargs: Any) -> exchange_rates.BackfillResult:
+    return exchange_rates.backfill(load_environment(), start, end, **kwargs)
 
 
 @pytest.fixture(autouse=True)
@@ -110,7 +121,7 @@ def test_latest_lands_one_row_under_its_publication_name(
 def test_backfill_rerun_and_overlap_leave_one_row_per_day(
     oxr_sandbox: OXRSandbox, data_dir: Path
 ) -> None:
-    info = run_backfill("2026-01-01", "2026-01-07")
+    info = backfill("2026-01-01", "2026-01-07").load_info
     assert not info.has_failed_jobs
     assert [r[0] for r in view_rows(data_dir)] == JANUARY_1_TO_7
     assert [r[2] for r in view_rows(data_dir)] == [expected_eur(d) for d in JANUARY_1_TO_7]
@@ -150,7 +161,9 @@ def test_rewritten_day_is_reloaded_and_users_still_see_one_row(
     ]
     assert raw_count(data_dir) == 4, "the pipe should load the new version of the file"
     assert [r[0] for r in view_rows(data_dir)] == day_range("2026-01-01", "2026-01-03")
-    assert ingest().files_loaded == 0, "the local pipe loaded a file twice"
+    assert ingest(load_environment().exchange_rates_url()).files_loaded == 0, (
+        "the local pipe loaded a file twice"
+    )
 
 
 def test_s3_layout_in_moto_has_only_date_named_data_files_under_the_prefix(

@@ -58,12 +58,12 @@ def test_resolves_source_and_destination_credentials_through_dlt(
         assert dlt.secrets["sources.products.credentials"] == "postgresql://u:pw@db:5432/app"
 
         # the production destination picks the Snowflake credentials up, database fixed to DLT
-        monkeypatch.setenv("DATA_PIPELINES_ENV", "production")
+        from environments import load_environment
         from pipelines.currencies import DATASET_NAME, PIPELINE_NAME
-        from pipelines.environment import current_environment
         from pipelines.runner import make_pipeline
 
-        pipeline = make_pipeline(PIPELINE_NAME, current_environment().warehouse(), DATASET_NAME)
+        warehouse = load_environment("production").warehouse()
+        pipeline = make_pipeline(PIPELINE_NAME, warehouse, DATASET_NAME)
         credentials = pipeline.destination_client().config.credentials
         assert credentials.host == "acme-xy123"
         assert credentials.username == "SVC_DLT"

@@ -21,6 +21,7 @@ import pytest
 import sqlglot
 
 from data_pipelines_cli.main import main
+from environments import load_environment
 from local_stack.oxr_sandbox import OXRSandbox
 from local_stack.products_data import seed
 from pipelines import currencies, exchange_rates, products, verify
@@ -31,6 +32,11 @@ from tests.fixtures.postgres import (  # noqa: F401
 )
 
 SEED_ROWS = 200
+
+
+def LOCAL() -> Any:
+    """The local environment, as a flow or the CLI builds it and hands it down."""
+    return load_environment("local")
 
 
 @pytest.fixture
@@ -44,9 +50,9 @@ def loaded(
     seed(products_database.dsn, SEED_ROWS)
     monkeypatch.setenv("SOURCES__PRODUCTS__CREDENTIALS", products_database.dsn)
     monkeypatch.setenv("SOURCES__PRODUCTS__LOOKBACK", "0")
-    currencies.run()
-    products.run()
-    exchange_rates.run_latest()  # today's rates, then the local pipe
+    currencies.run(LOCAL())
+    products.run(LOCAL())
+    exchange_rates.run_latest(LOCAL())  # today's rates, then the local pipe
     return data_dir
 
 
@@ -62,7 +68,7 @@ def failed(report: verify.VerifyReport) -> set[tuple[str, str]]:
 def test_verify_passes_on_a_freshly_loaded_stack(
     loaded: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    report = verify.verify()
+    report = verify.verify(LOCAL())
     assert report.ok, report.render()
     assert {c.check for c in report.checks} == {"rows", "freshness", "duplicates"}
     assert len(report.checks) == 4 + 2 + 3
@@ -86,7 +92,7 @@ def test_stale_data_fails_naming_the_tables(
         "snowpipe",
         "update open_exchange_rates.exchange_rates set rate_date = rate_date - interval 5 day",
     )
-    report = verify.verify()
+    report = verify.verify(LOCAL())
     assert failed(report) == {
         ("freshness", "DLT.APPLICATION_DATA.PRODUCTS"),
         ("freshness", "SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_LATEST"),
@@ -111,7 +117,7 @@ def test_duplicate_keys_where_users_read_fail_naming_the_table(
         "insert into application_data.products select * from application_data.products "
         "where audit_id = (select min(audit_id) from application_data.products)",
     )
-    report = verify.verify()
+    report = verify.verify(LOCAL())
     assert failed(report) == {("duplicates", "DLT.APPLICATION_DATA.PRODUCTS")}
     (failure,) = report.failures
     assert failure.detail.startswith("duplicate (audit_id): (")
@@ -123,9 +129,12 @@ def test_duplicate_keys_where_users_read_fail_naming_the_table(
 def test_a_missing_table_fails_and_skips_its_other_checks(
     oxr_sandbox: OXRSandbox, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    currencies.run()
+    currencies.run(LOCAL())
     report = verify.check_warehouse(
-        verify.local_query, environment="local", source_latest_valid_ts=lambda: None
+        LOCAL().warehouse_query(),
+        environment="local",
+        monitors_snowpipe=False,
+        source_latest_valid_ts=lambda: None,
     )
     assert failed(report) == {
         ("rows", "DLT.APPLICATION_DATA.PRODUCTS"),
@@ -211,7 +220,10 @@ def test_production_report_includes_pipe_and_copy_history() -> None:
         return []  # no duplicates
 
     report = verify.check_warehouse(
-        snowflake, environment="production", source_latest_valid_ts=lambda: today
+        snowflake,
+        environment="production",
+        monitors_snowpipe=True,
+        source_latest_valid_ts=lambda: today,
     )
     assert failed(report) == {("copy errors", "SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES")}
     assert "historical/2026-11-20.jsonl.gz Load failed: Error parsing JSON" in (

@@ -146,35 +146,3 @@ def historical_resource(fetched: Iterable[FetchedDay]) -> DltResource:
             yield rate_row(day.payload, day.day, loaded_at)
 
     return historical
-
-
-@dlt.source(name="exchange_rates", section="open_exchange_rates")
-def exchange_rates(
-    start_date: date | str | None = None,
-    end_date: date | str | None = None,
-    api_key: TSecretStrValue | None = dlt.secrets.value,
-    base_url: str = DEFAULT_BASE_URL,
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-    max_requests_per_second: float = DEFAULT_MAX_REQUESTS_PER_SECOND,
-) -> list[DltResource]:
-    """`latest`, plus `historical` over `start_date..end_date` (inclusive) when a start is given.
-
-    `end_date` defaults to yesterday (UTC). The range is validated before any request. This
-    source fetches every day of the range; the pipeline's backfill adds what a plain source
-    cannot know: which days are already in the bucket, and the quota check before fetching.
-    """
-    client = OpenExchangeRatesClient(resolve_api_key(api_key), base_url)
-    resources = [latest_resource(client)]
-    if start_date is not None:
-        start, end = validate_date_range(start_date, end_date)
-        resources.append(
-            historical_resource(
-                fetch_historical_days(
-                    client,
-                    days_between(start, end),
-                    max_concurrency=max_concurrency,
-                    max_requests_per_second=max_requests_per_second,
-                )
-            )
-        )
-    return resources

@@ -1,0 +1,64 @@
+"""`local`: the embedded default. DuckDB files named after the production databases, a bucket
+folder, the local pipe standing in for Snowpipe, the local PostgreSQL cluster as the products
+fallback. Everything stays in the data folder (`DATA_PIPELINES_DATA_DIR`, default `./.data`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from local_stack.warehouse import local_bucket_url, warehouse_lock
+from pipelines.environment import Environment, Query
+from pipelines.names import WAREHOUSE_DATABASE
+from pipelines.runner import with_atomic_swaps
+
+# Named destination in .dlt/config.toml: dlt's own CLI (`dlt pipeline NAME show`, `drop`)
+# attaches to it by this name (kept in the pipeline state) and finds the same DuckDB file.
+LOCAL_WAREHOUSE_DESTINATION = "dlt"
+
+
+def _warehouse() -> Any:
+    from dlt.common.destination import Destination
+    from dlt.common.destination.configuration import ParquetFormatConfiguration
+
+    return with_atomic_swaps(
+        Destination.from_reference(
+            LOCAL_WAREHOUSE_DESTINATION,
+            # Load files live seconds on the local disk, next to the warehouse: compressing
+            # them costs more than it saves (products 1M rows: extract 0.94 -> 0.78 s).
+            parquet_format=ParquetFormatConfiguration(compression="none"),
+        )
+    )
+
+
+def _after_files_land(exchange_rates_url: str) -> dict[str, Any]:
+    """Play Snowpipe: load the new files under the prefix into the local SNOWPIPE database."""
+    from local_stack.snowpipe import ingest
+
+    return ingest(exchange_rates_url).as_dict()
+
+
+def _warehouse_query() -> Query:
+    from local_stack.warehouse import query
+
+    return lambda sql: query(sql)[1]
+
+
+def _products_dsn_fallback() -> str | None:
+    from local_stack.postgres import recorded
+
+    cluster = recorded()
+    return cluster.dsn if cluster is not None else None
+
+
+def local_environment() -> Environment:
+    return Environment(
+        name="local",
+        warehouse=_warehouse,
+        bucket_url=local_bucket_url,
+        after_files_land=_after_files_land,
+        warehouse_query=_warehouse_query,
+        products_dsn_fallback=_products_dsn_fallback,
+        warehouse_lock=lambda: warehouse_lock(WAREHOUSE_DATABASE),
+        monitors_snowpipe=False,
+    )

@@ -1,0 +1,71 @@
+"""`production`: Snowflake (database `DLT`) and an S3 bucket watched by Snowpipe.
+
+Credentials come from dlt's own configuration (environment, `.dlt/secrets.toml`, AWS Secrets
+Manager); nothing here starts or imports anything of the local stack.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any
+
+from pipelines.environment import (
+    BUCKET_URL_VAR,
+    ConfigurationError,
+    Environment,
+    Query,
+    configured_bucket_url,
+)
+from pipelines.names import WAREHOUSE_DATABASE
+from pipelines.runner import make_pipeline, with_atomic_swaps
+
+
+def _warehouse() -> Any:
+    import dlt
+
+    # Credentials (account, user, key or password, warehouse, role) resolve from dlt config
+    # under [destination.snowflake.credentials]; the database is fixed by our design.
+    return with_atomic_swaps(
+        dlt.destinations.snowflake(credentials={"database": WAREHOUSE_DATABASE})
+    )
+
+
+def _bucket_url() -> str:
+    configured = configured_bucket_url()
+    if not configured:
+        raise ConfigurationError(
+            "No bucket configured for production: set [data_pipelines] bucket_url = "
+            f'"s3://<bucket>" in .dlt/config.toml or export {BUCKET_URL_VAR}=s3://<bucket>.'
+        )
+    return configured
+
+
+def _after_files_land(exchange_rates_url: str) -> None:
+    """Nothing to do: S3 notifies Snowpipe, which loads the new files (AUTO_INGEST)."""
+    return None
+
+
+def _warehouse_query() -> Query:
+    """SQL through dlt's Snowflake client (credentials from dlt config, as the loads use)."""
+    pipeline = make_pipeline("verify", _warehouse(), "open_exchange_rates")
+
+    def run(sql: str) -> list[tuple[Any, ...]]:
+        with pipeline.sql_client() as client:
+            return [tuple(row) for row in client.execute_sql(sql) or []]
+
+    return run
+
+
+def production_environment() -> Environment:
+    return Environment(
+        name="production",
+        warehouse=_warehouse,
+        bucket_url=_bucket_url,
+        after_files_land=_after_files_land,
+        warehouse_query=_warehouse_query,
+        # production reads the DSN from dlt config only ([sources.products] credentials)
+        products_dsn_fallback=lambda: None,
+        # Snowflake takes concurrent loads; each is one transaction
+        warehouse_lock=nullcontext,
+        monitors_snowpipe=True,
+    )
