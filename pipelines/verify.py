@@ -9,6 +9,12 @@ Checks (SQL against the environment's warehouse; no Prefect here):
   the daily load runs at 09:00, so until then yesterday is the newest); the latest products
   `valid_ts` is at most `max_products_lag_hours` (default 26: daily at 06:00 plus slack)
   behind the newest `valid_ts` in the source, PostgreSQL `raw_data.products`;
+- reconcile: audit rows per UTC day in PostgreSQL and in the warehouse over the last
+  `reconcile_days` (default 7) up to the cursor minus the source's lookback (newer rows are
+  re-read by the next run); the audit log only grows, so a difference is lost (late) rows or
+  rows that are not the source's, named by day, with the fix;
+- columns: a warehouse column the source no longer has (a dropped column: NULL in every new
+  row) is reported with the fix;
 - duplicates: no key appears twice where users read (currencies `code`, products `audit_id`,
   exchange rates `(rate_date, base)` in the view);
 - production only: the pipe runs (`SYSTEM$PIPE_STATUS` says `executionState: RUNNING`) and
@@ -16,7 +22,7 @@ Checks (SQL against the environment's warehouse; no Prefect here):
   (default 24).
 
 Thresholds are dlt config: `[verify] max_rate_age_days`, `max_products_lag_hours`,
-`copy_history_hours` (env `VERIFY__MAX_RATE_AGE_DAYS`, ...).
+`copy_history_hours`, `reconcile_days` (env `VERIFY__MAX_RATE_AGE_DAYS`, ...).
 
 `verify()` returns a `VerifyReport`; `render()` prints it for people; `data-pipelines verify`
 exits non-zero listing what failed, and the `data-freshness` flow fails (and so alerts) likewise.
@@ -51,6 +57,7 @@ TARGET_TABLES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
 DEFAULT_MAX_RATE_AGE_DAYS = 1
 DEFAULT_MAX_PRODUCTS_LAG_HOURS = 26.0
 DEFAULT_COPY_HISTORY_HOURS = 24
+DEFAULT_RECONCILE_DAYS = 7
 
 
 class VerificationFailed(RuntimeError):
@@ -62,6 +69,7 @@ class Thresholds:
     max_rate_age_days: int = DEFAULT_MAX_RATE_AGE_DAYS
     max_products_lag_hours: float = DEFAULT_MAX_PRODUCTS_LAG_HOURS
     copy_history_hours: int = DEFAULT_COPY_HISTORY_HOURS
+    reconcile_days: int = DEFAULT_RECONCILE_DAYS
 
     @classmethod
     def from_config(cls) -> Thresholds:
@@ -75,7 +83,21 @@ class Thresholds:
             get("max_rate_age_days", DEFAULT_MAX_RATE_AGE_DAYS),
             get("max_products_lag_hours", DEFAULT_MAX_PRODUCTS_LAG_HOURS),
             get("copy_history_hours", DEFAULT_COPY_HISTORY_HOURS),
+            get("reconcile_days", DEFAULT_RECONCILE_DAYS),
         )
+
+
+@dataclass(frozen=True)
+class ProductsSourceReader:
+    """What the checks read from the products source (PostgreSQL `raw_data.products`)."""
+
+    # Rows with start <= valid_ts < end (UTC-aware bounds).
+    count_between: Callable[[datetime, datetime], int]
+    # The table's column names.
+    columns: Callable[[], set[str]]
+    # The source's re-read window behind the cursor: rows newer than cursor - lookback are
+    # re-read by the next run, so they are not missing yet.
+    lookback: timedelta
 
 
 @dataclass(frozen=True)
@@ -175,6 +197,29 @@ def source_latest_valid_ts_sql(schema: str, table: str) -> str:
     return f"SELECT max(valid_ts) FROM {quote_identifier(schema)}.{quote_identifier(table)}"
 
 
+def _utc_literal(value: datetime) -> str:
+    # an offset literal compares right with TIMESTAMP_TZ (Snowflake), TIMESTAMPTZ (DuckDB) and
+    # PostgreSQL timestamp/timestamptz alike (the audit log's timestamp holds UTC wall time)
+    return f"'{_as_utc(value):%Y-%m-%d %H:%M:%S.%f}+00:00'"
+
+
+def count_between_sql(table: str, start: datetime, end: datetime) -> str:
+    return (
+        f"select count(*) from {table} "
+        f"where valid_ts >= {_utc_literal(start)} and valid_ts < {_utc_literal(end)}"
+    )
+
+
+def warehouse_columns_sql(table: str) -> str:
+    """Column names of a three-part `table` (same text on DuckDB and Snowflake)."""
+    database, schema, name = table.split(".")
+    return (
+        "select column_name from information_schema.columns "
+        f"where lower(table_catalog) = '{database.lower()}' "
+        f"and lower(table_schema) = '{schema.lower()}' and lower(table_name) = '{name.lower()}'"
+    )
+
+
 # ---- evaluation ------------------------------------------------------------------------------
 
 
@@ -269,12 +314,80 @@ def _products_freshness(
     return Check("freshness", PRODUCTS, hours <= max_lag_hours, detail)
 
 
+def _day_windows(cutoff: datetime, days: int) -> list[tuple[datetime, datetime]]:
+    """UTC days from `days` before `cutoff` up to it, the last one ending at `cutoff`."""
+    cutoff = _as_utc(cutoff)
+    first = datetime.combine(cutoff.date() - timedelta(days=days), datetime.min.time(), UTC)
+    windows = []
+    start = first
+    while start < cutoff:
+        end = min(start + timedelta(days=1), cutoff)
+        windows.append((start, end))
+        start += timedelta(days=1)
+    return windows
+
+
+def _products_reconciliation(query: Query, source: ProductsSourceReader, days: int) -> Check:
+    """Audit rows per day: source vs warehouse, up to the cursor minus the lookback.
+
+    The audit log only grows, so a day with fewer rows in the warehouse lost rows: most often
+    rows committed with a `valid_ts` further behind the cursor than the lookback re-reads.
+    """
+    loaded = query(latest_valid_ts_sql())[0][0]
+    if loaded is None:
+        return Check("reconcile", PRODUCTS, True, "nothing loaded yet")
+    cutoff = _as_utc(loaded) - source.lookback
+    gaps = []
+    compared = 0
+    try:
+        for start, end in _day_windows(cutoff, days):
+            expected = source.count_between(start, end)
+            found = int(query(count_between_sql(PRODUCTS, start, end))[0][0])
+            compared += expected
+            if expected != found:
+                gaps.append(f"{start:%Y-%m-%d}: source {expected}, warehouse {found}")
+    except Exception as error:  # the source is part of the check: say why it could not run
+        return Check("reconcile", PRODUCTS, False, f"cannot compare: {_first_line(error)}")
+    window = f"{days} day(s) up to {cutoff:%Y-%m-%d %H:%M} UTC (cursor minus lookback)"
+    if not gaps:
+        return Check("reconcile", PRODUCTS, True, f"{compared} audit rows match over {window}")
+    return Check(
+        "reconcile",
+        PRODUCTS,
+        False,
+        f"row counts differ over {window}: {'; '.join(gaps[:5])}. Rows the warehouse lacks "
+        "committed later than the lookback re-reads: run products-full-refresh, or widen "
+        "[sources.products] lookback",
+    )
+
+
+def _dropped_columns(query: Query, source: ProductsSourceReader) -> Check:
+    """Warehouse columns the source no longer has: they hold NULL for every new row."""
+    try:
+        source_columns = {c.lower() for c in source.columns()}
+        warehouse = {str(r[0]).lower() for r in query(warehouse_columns_sql(PRODUCTS))}
+    except Exception as error:
+        return Check("columns", PRODUCTS, False, f"cannot compare: {_first_line(error)}")
+    dropped = sorted(c for c in warehouse - source_columns if not c.startswith("_dlt"))
+    if not dropped:
+        return Check("columns", PRODUCTS, True, "every warehouse column exists in the source")
+    return Check(
+        "columns",
+        PRODUCTS,
+        False,
+        f"dropped in the source, NULL in every new row: {', '.join(dropped)}. If the drop is "
+        "intended, drop the column in the warehouse (or run products-full-refresh after "
+        "`dlt pipeline products drop products`); else restore it in PostgreSQL",
+    )
+
+
 def check_warehouse(
     query: Query,
     *,
     environment: str,
     monitors_snowpipe: bool,
     source_latest_valid_ts: Callable[[], datetime | None],
+    products_source: ProductsSourceReader | None = None,
     thresholds: Thresholds | None = None,
     now: datetime | None = None,
 ) -> VerifyReport:
@@ -292,6 +405,11 @@ def check_warehouse(
         report.checks.append(
             _products_freshness(query, source_latest_valid_ts, thresholds.max_products_lag_hours)
         )
+        if products_source is not None:
+            report.checks.append(
+                _products_reconciliation(query, products_source, thresholds.reconcile_days)
+            )
+            report.checks.append(_dropped_columns(query, products_source))
     for table, key in TARGET_TABLES:
         if key is not None and readable[table]:
             report.checks.append(_duplicates_check(query, table, key))
@@ -313,20 +431,60 @@ def check_warehouse(
 # ---- the environment's warehouse and source -------------------------------------------------
 
 
-def source_latest_valid_ts(environment: Environment) -> datetime | None:
-    """The newest `valid_ts` in the products audit log (the source of the products table)."""
+def _products_table() -> tuple[str, str]:
     import dlt
 
-    from pipelines.products import products_dsn
     from sources.products import DEFAULT_SCHEMA, DEFAULT_TABLE
-    from sources.products.postgres import connect
 
     schema = dlt.config.get("sources.products.schema_name") or DEFAULT_SCHEMA
     table = dlt.config.get("sources.products.table_name") or DEFAULT_TABLE
+    return str(schema), str(table)
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _source_scalar(environment: Environment, sql: str) -> Any:
+    from pipelines.products import products_dsn
+    from sources.products.postgres import connect
+
     with connect(products_dsn(environment)) as connection, connection.cursor() as cursor:
-        cursor.execute(source_latest_valid_ts_sql(schema, table))
+        cursor.execute(sql)
         row = cursor.fetchone()
     return row[0] if row else None
+
+
+def source_latest_valid_ts(environment: Environment) -> datetime | None:
+    """The newest `valid_ts` in the products audit log (the source of the products table)."""
+    return _source_scalar(environment, source_latest_valid_ts_sql(*_products_table()))
+
+
+def products_source_reader(environment: Environment) -> ProductsSourceReader:
+    """Counts and columns of the products audit log, through the products DSN."""
+    import dlt
+
+    from sources.products import DEFAULT_LOOKBACK, parse_lookback
+    from sources.products.postgres import quote_identifier
+
+    schema, table = _products_table()
+    qualified = f"{quote_identifier(schema)}.{quote_identifier(table)}"
+
+    def columns() -> set[str]:
+        sql = (
+            "SELECT string_agg(column_name, ',') FROM information_schema.columns "
+            f"WHERE table_schema = {_sql_string(schema)} AND table_name = {_sql_string(table)}"
+        )
+        return set((_source_scalar(environment, sql) or "").split(",")) - {""}
+
+    lookback = dlt.config.get("sources.products.lookback") or DEFAULT_LOOKBACK
+    return ProductsSourceReader(
+        count_between=lambda start, end: int(
+            _source_scalar(environment, count_between_sql(qualified, start, end))
+        ),
+        columns=columns,
+        lookback=timedelta(seconds=parse_lookback(lookback)),
+    )
 
 
 def verify(environment: Environment, thresholds: Thresholds | None = None) -> VerifyReport:
@@ -336,5 +494,6 @@ def verify(environment: Environment, thresholds: Thresholds | None = None) -> Ve
         environment=environment.name,
         monitors_snowpipe=environment.monitors_snowpipe,
         source_latest_valid_ts=lambda: source_latest_valid_ts(environment),
+        products_source=products_source_reader(environment),
         thresholds=thresholds or Thresholds.from_config(),
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import psycopg
 import pytest
 import sqlglot
 
@@ -70,11 +71,17 @@ def test_verify_passes_on_a_freshly_loaded_stack(
 ) -> None:
     report = verify.verify(LOCAL())
     assert report.ok, report.render()
-    assert {c.check for c in report.checks} == {"rows", "freshness", "duplicates"}
-    assert len(report.checks) == 4 + 2 + 3
+    assert {c.check for c in report.checks} == {
+        "rows",
+        "freshness",
+        "duplicates",
+        "reconcile",
+        "columns",
+    }
+    assert len(report.checks) == 4 + 2 + 3 + 2
     assert main(["verify"]) == 0
     out = capsys.readouterr().out
-    assert "OK: all 9 checks passed." in out
+    assert "OK: all 11 checks passed." in out
     assert "DLT.APPLICATION_DATA.PRODUCTS" in out and "200 rows" in out
     print(out)  # the readable report, for the record (pytest -s)
 
@@ -96,10 +103,12 @@ def test_stale_data_fails_naming_the_tables(
     assert failed(report) == {
         ("freshness", "DLT.APPLICATION_DATA.PRODUCTS"),
         ("freshness", "SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_LATEST"),
+        # the shifted rows no longer sit on the days the source has them
+        ("reconcile", "DLT.APPLICATION_DATA.PRODUCTS"),
     }
     assert main(["verify"]) == 1
     out = capsys.readouterr().out
-    assert "FAILED: 2 of 9 checks:" in out
+    assert "FAILED: 3 of 11 checks:" in out
     assert "  - freshness DLT.APPLICATION_DATA.PRODUCTS: latest valid_ts" in out
     assert "72.0 h behind the source's" in out
     assert (
@@ -118,6 +127,7 @@ def test_duplicate_keys_where_users_read_fail_naming_the_table(
         "where audit_id = (select min(audit_id) from application_data.products)",
     )
     report = verify.verify(LOCAL())
+    # (the copied row is older than the reconciliation window, so only the key check sees it)
     assert failed(report) == {("duplicates", "DLT.APPLICATION_DATA.PRODUCTS")}
     (failure,) = report.failures
     assert failure.detail.startswith("duplicate (audit_id): (")
@@ -154,9 +164,10 @@ def test_data_freshness_flow_fails_with_the_failures_as_its_message(loaded: Path
     )
     state = data_freshness_flow(return_state=True)
     assert state.is_failed()
-    assert "1 check(s) failed:\nfreshness DLT.APPLICATION_DATA.PRODUCTS: latest valid_ts" in (
+    assert "2 check(s) failed:\nfreshness DLT.APPLICATION_DATA.PRODUCTS: latest valid_ts" in (
         state.message
     )
+    assert "\nreconcile DLT.APPLICATION_DATA.PRODUCTS: row counts differ" in state.message
 
 
 # ---- production-only checks: SQL and judgement -------------------------------------------------
@@ -176,6 +187,10 @@ def test_production_sql_is_valid_snowflake() -> None:
         verify.pipe_status_sql(),
         verify.duplicates_sql(verify.EXCHANGE_RATES_LATEST, ("rate_date", "base")),
         verify.latest_rate_date_sql(),
+        verify.warehouse_columns_sql(verify.PRODUCTS),
+        verify.count_between_sql(
+            verify.PRODUCTS, datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)
+        ),
         verify.latest_valid_ts_sql(),
     ):
         sqlglot.parse_one(sql, read="snowflake")  # raises on a syntax error
@@ -232,3 +247,35 @@ def test_production_report_includes_pipe_and_copy_history() -> None:
     assert ("pipe status", verify.EXCHANGE_RATES_PIPE) in {
         (c.check, c.target) for c in report.checks if c.ok
     }
+
+
+def test_late_audit_rows_beyond_the_lookback_show_as_a_gap_with_the_fix(
+    loaded: Path, products_database: ProductsDatabase
+) -> None:
+    """A row committed after the load with a valid_ts older than the lookback never arrives:
+    the daily run's cursor is past it. Reconciliation counts it missing and says what to do."""
+    with psycopg.connect(products_database.dsn) as conn:
+        conn.execute(
+            "INSERT INTO raw_data.products (audit_id, product_id, product_name, price_usd, "
+            "operation, valid_ts) SELECT max(audit_id) + 1, 1, 'late', 1.0, 'UPDATE', "
+            "max(valid_ts) - interval '2 days' FROM raw_data.products"
+        )
+    products.run(LOCAL())  # lookback 0: the late row is behind the cursor
+    report = verify.verify(LOCAL())
+    assert failed(report) == {("reconcile", "DLT.APPLICATION_DATA.PRODUCTS")}
+    (gap,) = report.failures
+    assert "warehouse" in gap.detail and "products-full-refresh" in gap.detail
+    assert "lookback" in gap.detail
+    products.run(LOCAL(), full_refresh=True)  # the documented fix
+    assert verify.verify(LOCAL()).ok
+
+
+def test_a_column_dropped_in_the_source_is_reported(
+    loaded: Path, products_database: ProductsDatabase
+) -> None:
+    with psycopg.connect(products_database.dsn) as conn:
+        conn.execute("ALTER TABLE raw_data.products DROP COLUMN product_name")
+    report = verify.verify(LOCAL())
+    assert failed(report) == {("columns", "DLT.APPLICATION_DATA.PRODUCTS")}
+    (dropped,) = report.failures
+    assert dropped.detail.startswith("dropped in the source, NULL in every new row: product_name")
