@@ -33,11 +33,15 @@ def report_key(flow_name: str) -> str:
 
 def _schema_change(summary: dict[str, Any], table: str) -> str:
     columns = summary.get("schema_changes", {}).get(table) or []
-    if not columns:
-        return ""
-    if table in (summary.get("new_tables") or []):
-        return f"new table ({len(columns)} columns)"
-    return "new columns: " + ", ".join(columns)
+    dropped = (summary.get("dropped_columns") or {}).get(table) or []
+    changes = []
+    if columns and table in (summary.get("new_tables") or []):
+        changes.append(f"new table ({len(columns)} columns)")
+    elif columns:
+        changes.append("new columns: " + ", ".join(columns))
+    if dropped:
+        changes.append("dropped in the source (NULL from now on): " + ", ".join(dropped))
+    return "; ".join(changes)
 
 
 def report_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:

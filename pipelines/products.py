@@ -31,6 +31,7 @@ import fcntl
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,15 @@ from dlt.common.schema.typing import TSchemaContractDict
 from pipelines.environment import ConfigurationError, Environment, pipelines_dir
 from pipelines.errors import exception_chain
 from pipelines.names import PRODUCTS_PIPELINE
-from pipelines.runner import extract_normalize_load, make_pipeline, persist_run_audit
+from pipelines.runner import (
+    extract_normalize_load,
+    load_summary,
+    make_pipeline,
+    persist_run_audit,
+)
 from sources.errors import PermanentSourceError
-from sources.products import CURSOR_COLUMN, RESOURCE_NAME, products_source
+from sources.products import CURSOR_COLUMN, RESOURCE_NAME, configured_table, products_source
+from sources.products.postgres import connect, table_columns
 
 PIPELINE_NAME = PRODUCTS_PIPELINE
 DATASET_NAME = "application_data"
@@ -136,15 +143,63 @@ def _one_run_at_a_time() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@dataclass
+class ProductsRun:
+    """A products load and what the run report says beyond dlt's LoadInfo."""
+
+    load_info: LoadInfo
+    # warehouse columns the source table no longer has: NULL in every row this run loaded
+    dropped_columns: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        summary = load_summary(self.load_info)
+        summary["dropped_columns"] = (
+            {TABLE_NAME: self.dropped_columns} if self.dropped_columns else {}
+        )
+        return summary
+
+
 def run(environment: Environment, *, full_refresh: bool = False) -> LoadInfo:
     """Load new audit rows (or, with `full_refresh`, all of them) into the warehouse."""
+    return run_with_report(environment, full_refresh=full_refresh).load_info
+
+
+def run_with_report(environment: Environment, *, full_refresh: bool = False) -> ProductsRun:
+    """`run`, also naming the columns the source dropped (the flows report them)."""
     dsn = products_dsn(environment)
     with _one_run_at_a_time():
-        return _run(environment, dsn, full_refresh)
+        pipeline = make_products_pipeline(environment)
+        load_info = _run(environment, pipeline, dsn, full_refresh)
+        return ProductsRun(load_info, _dropped_columns(pipeline, dsn))
 
 
-def _run(environment: Environment, dsn: str, full_refresh: bool) -> LoadInfo:
-    pipeline = make_products_pipeline(environment)
+def _dropped_columns(pipeline: dlt.Pipeline, dsn: str) -> list[str]:
+    """Columns of the warehouse table that the source table no longer has."""
+    schema = pipeline.default_schema
+    if RESOURCE_NAME not in schema.tables:
+        return []
+    with connect(dsn) as connection:
+        source = table_columns(connection, *configured_table())
+    present = {schema.naming.normalize_identifier(c) for c in source}
+    dropped = [
+        c
+        for c in schema.get_table_columns(RESOURCE_NAME)
+        if not c.startswith("_dlt") and c not in present
+    ]
+    if dropped:
+        logger.warning(
+            "Column(s) %s of %s are no longer in the source table: every new row holds NULL "
+            "there. Restore them in PostgreSQL, or drop them in the warehouse deliberately "
+            "(docs/products.md, 'Schema contract').",
+            ", ".join(dropped),
+            TABLE_NAME,
+        )
+    return dropped
+
+
+def _run(
+    environment: Environment, pipeline: dlt.Pipeline, dsn: str, full_refresh: bool
+) -> LoadInfo:
     if cursor_value(pipeline) is None:
         # A fresh worker starts from the cursor the warehouse holds (state travels with each
         # load). With a local cursor we skip the round trip: a stale local cursor only makes

@@ -431,20 +431,6 @@ def check_warehouse(
 # ---- the environment's warehouse and source -------------------------------------------------
 
 
-def _products_table() -> tuple[str, str]:
-    import dlt
-
-    from sources.products import DEFAULT_SCHEMA, DEFAULT_TABLE
-
-    schema = dlt.config.get("sources.products.schema_name") or DEFAULT_SCHEMA
-    table = dlt.config.get("sources.products.table_name") or DEFAULT_TABLE
-    return str(schema), str(table)
-
-
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _source_scalar(environment: Environment, sql: str) -> Any:
     from pipelines.products import products_dsn
     from sources.products.postgres import connect
@@ -457,25 +443,25 @@ def _source_scalar(environment: Environment, sql: str) -> Any:
 
 def source_latest_valid_ts(environment: Environment) -> datetime | None:
     """The newest `valid_ts` in the products audit log (the source of the products table)."""
-    return _source_scalar(environment, source_latest_valid_ts_sql(*_products_table()))
+    from sources.products import configured_table
+
+    return _source_scalar(environment, source_latest_valid_ts_sql(*configured_table()))
 
 
 def products_source_reader(environment: Environment) -> ProductsSourceReader:
     """Counts and columns of the products audit log, through the products DSN."""
     import dlt
 
-    from sources.products import DEFAULT_LOOKBACK, parse_lookback
-    from sources.products.postgres import quote_identifier
+    from pipelines.products import products_dsn
+    from sources.products import DEFAULT_LOOKBACK, configured_table, parse_lookback
+    from sources.products.postgres import connect, quote_identifier, table_columns
 
-    schema, table = _products_table()
+    schema, table = configured_table()
     qualified = f"{quote_identifier(schema)}.{quote_identifier(table)}"
 
     def columns() -> set[str]:
-        sql = (
-            "SELECT string_agg(column_name, ',') FROM information_schema.columns "
-            f"WHERE table_schema = {_sql_string(schema)} AND table_name = {_sql_string(table)}"
-        )
-        return set((_source_scalar(environment, sql) or "").split(",")) - {""}
+        with connect(products_dsn(environment)) as connection:
+            return set(table_columns(connection, schema, table))
 
     lookback = dlt.config.get("sources.products.lookback") or DEFAULT_LOOKBACK
     return ProductsSourceReader(

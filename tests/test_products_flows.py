@@ -72,3 +72,30 @@ def test_unreachable_database_is_retried_then_fails_naming_host_and_port(
         )
     attempts = [run.run_count for run in task_runs if run.name.startswith("load-products")]
     assert attempts == [4]  # the first try and the policy's three retries
+
+
+def test_a_column_dropped_in_the_source_is_in_the_run_report(products: ProductsDatabase) -> None:
+    """Without the report line, a dropped column silently becomes NULL in every new row."""
+    import psycopg
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.reporting import report_key
+
+    products_daily_flow()
+    with psycopg.connect(products.dsn) as conn:
+        conn.execute("ALTER TABLE raw_data.products DROP COLUMN product_name")
+        conn.execute(
+            "INSERT INTO raw_data.products (audit_id, product_id, price_usd, operation, valid_ts) "
+            "SELECT max(audit_id) + 1, 1, 9.5, 'UPDATE', max(valid_ts) + interval '1 minute' "
+            "FROM raw_data.products"
+        )
+    daily = products_daily_flow()
+    assert daily["load_info"]["dropped_columns"] == {"products": ["product_name"]}
+    with get_client(sync_client=True) as client:
+        (artifact, *_) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[report_key("products-daily")])
+            ),
+            sort="CREATED_DESC",
+        )
+    assert "dropped in the source (NULL from now on): product_name" in str(artifact.data)

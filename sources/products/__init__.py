@@ -71,6 +71,13 @@ COLUMN_HINTS: dict[str, dict[str, Any]] = {
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+def configured_table() -> tuple[str, str]:
+    """`(schema_name, table_name)` of the audit log, from `[sources.products]` or the defaults."""
+    schema = dlt.config.get("sources.products.schema_name") or DEFAULT_SCHEMA
+    table = dlt.config.get("sources.products.table_name") or DEFAULT_TABLE
+    return str(schema), str(table)
+
+
 def parse_lookback(value: str | float | int) -> float:
     """Seconds from `3600`, `"3600"`, `"90s"`, `"15m"`, `"1h"` or `"1d"`."""
     if isinstance(value, (int, float)):

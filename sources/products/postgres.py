@@ -117,12 +117,27 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
 def table_exists(connection: Any, schema: str, table: str) -> bool:
     qualified = f"{quote_identifier(schema)}.{quote_identifier(table)}".replace("'", "''")
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT to_regclass('{qualified}')::text")
         row = cursor.fetchone()
     return bool(row and row[0])
+
+
+def table_columns(connection: Any, schema: str, table: str) -> list[str]:
+    """The table's column names, in table order."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT column_name FROM information_schema.columns "
+            f"WHERE table_schema = {quote_literal(schema)} "
+            f"AND table_name = {quote_literal(table)} ORDER BY ordinal_position"
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 def timestamp_literal(value: datetime) -> str:
