@@ -42,16 +42,23 @@ from sources.products.postgres import (
     endpoint_of,
     quote_identifier,
     stream_batches,
-    table_exists,
     timestamp_literal,
+)
+from sources.products.types import (
+    ColumnValueError,
+    UnsupportedColumnTypeError,
+    check_loadable,
+    read_table_plan,
 )
 
 __all__ = [
     "CURSOR_COLUMN",
     "PRIMARY_KEY",
     "RESOURCE_NAME",
+    "ColumnValueError",
     "PostgresConfigurationError",
     "PostgresUnavailableError",
+    "UnsupportedColumnTypeError",
     "parse_lookback",
     "products_source",
 ]
@@ -141,18 +148,32 @@ def products_source(
         ),
     ) -> Iterator[pa.RecordBatch]:
         start = valid_ts.start_value  # already moved back by the lag
-        query = f"SELECT * FROM {source_table}"
-        if start is not None:
-            query += f" WHERE {quote_identifier(CURSOR_COLUMN)} >= {timestamp_literal(start)}"
         with connect(dsn) as connection:
-            if not table_exists(connection, schema_name, table_name):
+            plan = read_table_plan(connection, source_table, endpoint)
+            if plan is None:
                 raise PostgresConfigurationError(
                     f"Table {schema_name}.{table_name} does not exist in {endpoint}. Create it "
                     "(local: python -m local_stack.products_data seed) or point "
                     "[sources.products] schema_name/table_name at the audit log table."
                 )
+            query = f"SELECT {plan.select_list} FROM {source_table}"
+            if start is not None:
+                query += f" WHERE {quote_identifier(CURSOR_COLUMN)} >= {timestamp_literal(start)}"
+            first = True
             for batch in stream_batches(connection, query, endpoint):
-                if batch.num_rows:
-                    yield _as_utc(batch)
+                if not batch.num_rows:
+                    continue
+                batch = _as_utc(plan.convert(batch))
+                if first:
+                    # Types dlt would infer wrongly from Arrow alone (JSON text is `json`).
+                    check_loadable(batch.schema, plan.columns)
+                    first = False
+                    hints_by_column = plan.column_hints
+                    hints_by_column.pop(CURSOR_COLUMN, None)  # COLUMN_HINTS decide the cursor
+                    if hints_by_column:
+                        hints = dlt.mark.make_hints(columns=hints_by_column)
+                        yield dlt.mark.with_hints(batch, hints)
+                        continue
+                yield batch
 
     return products

@@ -121,12 +121,18 @@ def quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def table_exists(connection: Any, schema: str, table: str) -> bool:
-    qualified = f"{quote_identifier(schema)}.{quote_identifier(table)}".replace("'", "''")
+def fetch_all(connection: Any, sql: str, endpoint: Endpoint) -> list[tuple[Any, ...]]:
+    """A small query's rows (catalog look-ups, session settings), errors classified like COPY's."""
+    import adbc_driver_manager
+
+    failure: BaseException | None = None
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT to_regclass('{qualified}')::text")
-        row = cursor.fetchone()
-    return bool(row and row[0])
+        try:
+            cursor.execute(sql)
+            return cursor.fetchall() if cursor.description else []
+        except adbc_driver_manager.Error as error:
+            failure = _classify_query_error(error, endpoint)
+    raise failure
 
 
 def table_columns(connection: Any, schema: str, table: str) -> list[str]:
