@@ -37,6 +37,7 @@ from typing import Any
 
 import dlt
 from dlt.common.configuration.specs import ConnectionStringCredentials
+from dlt.common.configuration.specs.exceptions import NativeValueError
 from dlt.common.pipeline import LoadInfo
 from dlt.common.schema.exceptions import DataValidationError
 from dlt.common.schema.typing import TSchemaContractDict
@@ -51,7 +52,13 @@ from pipelines.runner import (
     persist_run_audit,
 )
 from sources.errors import PermanentSourceError
-from sources.products import CURSOR_COLUMN, RESOURCE_NAME, configured_table, products_source
+from sources.products import (
+    CURSOR_COLUMN,
+    RESOURCE_NAME,
+    configured_table,
+    products_source,
+    unparsable_credentials,
+)
 from sources.products.postgres import connect, table_columns
 
 PIPELINE_NAME = PRODUCTS_PIPELINE
@@ -77,7 +84,10 @@ def products_dsn(environment: Environment) -> str:
     configured = dlt.secrets.get(CREDENTIALS_KEY)
     if configured is not None:
         # a DSN string, or its parts as a table (host, username, ...)
-        return ConnectionStringCredentials(configured).to_native_representation()
+        try:
+            return ConnectionStringCredentials(configured).to_native_representation()
+        except NativeValueError:
+            raise unparsable_credentials() from None  # permanent; dlt's inner error may echo it
     fallback = environment.products_dsn_fallback()
     if fallback is None:
         raise ConfigurationError(

@@ -43,6 +43,7 @@ from sources.products.postgres import (
     quote_identifier,
     stream_batches,
     timestamp_literal,
+    unparsable_credentials,
 )
 from sources.products.types import (
     ColumnValueError,
@@ -61,6 +62,7 @@ __all__ = [
     "UnsupportedColumnTypeError",
     "parse_lookback",
     "products_source",
+    "unparsable_credentials",
 ]
 
 RESOURCE_NAME = "products"

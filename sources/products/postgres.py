@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
 
@@ -49,9 +49,35 @@ class Endpoint:
         return f"PostgreSQL at {self.host}:{self.port} (database {self.database!r})"
 
 
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+CREDENTIALS_SETTING = "[sources.products] credentials (env SOURCES__PRODUCTS__CREDENTIALS)"
+DSN_SHAPE = "postgresql://user:password@host:5432/database"
+
+
 def endpoint_of(dsn: str) -> Endpoint:
+    """Host, port and database of a DSN; a DSN libpq could never use fails here, permanently."""
     parts = urlsplit(dsn)
-    return Endpoint(parts.hostname or "localhost", parts.port or 5432, parts.path.lstrip("/"))
+    if parts.scheme not in POSTGRES_SCHEMES:
+        raise PostgresConfigurationError(
+            f"{CREDENTIALS_SETTING} has scheme {parts.scheme or '(none)'!r}, not PostgreSQL: "
+            f"write it as {DSN_SHAPE}."
+        )
+    try:
+        port = parts.port or 5432
+    except ValueError:  # not a number, or outside 0-65535
+        raise PostgresConfigurationError(
+            f"{CREDENTIALS_SETTING} has an invalid port (it must be a number from 1 to 65535): "
+            f"write it as {DSN_SHAPE}."
+        ) from None
+    return Endpoint(parts.hostname or "localhost", port, parts.path.lstrip("/"))
+
+
+def unparsable_credentials() -> PostgresConfigurationError:
+    """For a DSN dlt cannot even parse (its own error may echo parts of the value)."""
+    return PostgresConfigurationError(
+        f"{CREDENTIALS_SETTING} is not a connection string dlt can parse (e.g. a port that is "
+        f"not a number): write it as {DSN_SHAPE}."
+    )
 
 
 def _with_connect_timeout(dsn: str) -> str:
@@ -61,35 +87,54 @@ def _with_connect_timeout(dsn: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+# libpq's words for failures no retry can fix -> the setting to correct. Checked in order;
+# anything else (refused, timed out, dropped, server starting up or shutting down, too many
+# connections, a host name that does not resolve now) is treated as transient.
 _PERMANENT_CONNECT_FAILURES = (
-    ("password authentication failed", "the password or user is wrong"),
-    ("no pg_hba.conf entry", "the server does not accept this user/host (pg_hba.conf)"),
-    ("does not exist", "the database or role does not exist"),
-    ("role", "the role is not allowed to log in"),
+    (r'invalid URI query parameter: "([^"]+)"', "option {0!r} is not a libpq connection option"),
+    (r'invalid connection option "([^"]+)"', "option {0!r} is not a libpq connection option"),
+    (r"invalid port number", "the port must be a number from 1 to 65535"),
+    (r'invalid integer value "[^"]*" for connection option "(\w+)"', "option {0} must be a number"),
+    (r'invalid (\w+) value: "([^"]*)"', "option {0}={1!r} is not a valid value"),
+    (
+        r"server does not support SSL, but SSL was required",
+        "sslmode requires SSL, which the "
+        "server does not offer: use sslmode=prefer or disable, or enable SSL on the server",
+    ),
+    (
+        r"(?:could not (?:open|read|load)|no such file).*(?:certificate|key|crl)",
+        "an SSL file (sslrootcert, sslcert, sslkey or sslcrl) cannot be read",
+    ),
+    (r"password authentication failed", "the password or user is wrong"),
+    (r'database "[^"]*" does not exist', "the database does not exist"),
+    (r'role "[^"]*" does not exist', "the user (role) does not exist"),
+    (r"is not permitted to log in", "the role is not allowed to log in"),
+    (r"permission denied for database", "the user lacks CONNECT on the database"),
+    (r"no pg_hba.conf entry", "the server's pg_hba.conf does not admit this user, host or sslmode"),
 )
 
 
 def _libpq_reason(error: BaseException, secret: str | None) -> str:
     """libpq's own words (they name host and port, never the password), scrubbed anyway."""
     text = re.sub(r"^\w+: \[libpq\] ", "", str(error)).strip().splitlines()[0]
-    if secret:
-        text = text.replace(secret, "***")
+    for form in {secret, unquote(secret)} if secret else ():
+        text = text.replace(form, "***")
     return text
 
 
 def classify_connect_error(error: BaseException, dsn: str) -> Exception:
-    """Turn a driver error into ours: permanent for credentials/database, else transient.
+    """Turn a driver error into ours: permanent for configuration, else transient.
 
     The driver's exception is not chained on purpose: its text could carry the DSN.
     """
     endpoint = endpoint_of(dsn)
     reason = _libpq_reason(error, urlsplit(dsn).password)
-    lowered = reason.lower()
-    for needle, what in _PERMANENT_CONNECT_FAILURES:
-        if needle in lowered and "fatal" in lowered:
+    for pattern, what in _PERMANENT_CONNECT_FAILURES:
+        match = re.search(pattern, reason, re.IGNORECASE)
+        if match:
             return PostgresConfigurationError(
-                f"{endpoint} refused the connection: {what} ({reason}). Fix "
-                "[sources.products] credentials (env SOURCES__PRODUCTS__CREDENTIALS)."
+                f"{CREDENTIALS_SETTING}: {what.format(*match.groups())}; fix the DSN "
+                f"({DSN_SHAPE}?option=value). Connecting to {endpoint}: {reason}"
             )
     return PostgresUnavailableError(f"{endpoint} is unreachable: {reason}")
 
@@ -208,6 +253,11 @@ def stream_batches(connection: Any, query: str, endpoint: Endpoint) -> Iterator[
 def _classify_query_error(error: BaseException, endpoint: Endpoint) -> BaseException:
     import adbc_driver_manager
 
+    if isinstance(error, OSError) and "[libpq]" in str(error):
+        # Failures while the rows stream (the session ended: server shutdown, admin kill,
+        # network drop) surface through Arrow's stream reader as OSError, without a SQLSTATE.
+        first_line = str(error).strip().splitlines()[0]
+        return PostgresUnavailableError(f"{endpoint}: reading rows failed: {first_line}")
     if not isinstance(error, adbc_driver_manager.Error):
         return error
     sqlstate = getattr(error, "sqlstate", None) or ""
