@@ -189,6 +189,33 @@ CASES = (
         expected=("10.0.0.0/8", "2001:db8::/32"),
     ),
     TypeCase("c_macaddr", "macaddr", ("'08:00:2B:01:02:03'",), expected=("08:00:2b:01:02:03",)),
+    TypeCase(
+        "c_macaddr8",
+        "macaddr8",
+        ("'08:00:2b:01:02:03:04:05'",),
+        expected=("08:00:2b:01:02:03:04:05",),
+    ),
+    TypeCase(
+        "c_timetz",
+        "timetz",
+        ("'12:00+02'", "'23:59:59.999999-05:45'"),
+        expected=("12:00:00+02", "23:59:59.999999-05:45"),
+    ),
+    TypeCase(
+        "c_xml",
+        "xml",
+        ("'<a b=\"1\">ü &amp; ✓</a>'",),
+        compare="{}::text",  # xml has no equality operator
+        expected=('<a b="1">ü &amp; ✓</a>',),
+    ),
+    TypeCase(
+        "c_domain",
+        "price_domain",
+        ("19.90", "0.01"),
+        expected=(Decimal("19.90"), Decimal("0.01")),
+        docs_label="domain (here over numeric(10,2))",
+        extra_ddl=("CREATE DOMAIN price_domain AS numeric(10,2) CHECK (VALUE > 0)",),
+    ),
     TypeCase("c_bytea", "bytea", ("'\\x00ff10'::bytea", "''::bytea")),
     TypeCase(
         "c_enum",

@@ -161,21 +161,19 @@ def products_source(
             query = f"SELECT {plan.select_list} FROM {source_table}"
             if start is not None:
                 query += f" WHERE {quote_identifier(CURSOR_COLUMN)} >= {timestamp_literal(start)}"
-            first = True
+            hints = plan.column_hints
+            hints.pop(CURSOR_COLUMN, None)  # COLUMN_HINTS decide the cursor's type
+            checked = False
             for batch in stream_batches(connection, query, endpoint):
                 if not batch.num_rows:
                     continue
                 batch = _as_utc(plan.convert(batch))
-                if first:
-                    # Types dlt would infer wrongly from Arrow alone (JSON text is `json`).
+                if not checked:
                     check_loadable(batch.schema, plan.columns)
-                    first = False
-                    hints_by_column = plan.column_hints
-                    hints_by_column.pop(CURSOR_COLUMN, None)  # COLUMN_HINTS decide the cursor
-                    if hints_by_column:
-                        hints = dlt.mark.make_hints(columns=hints_by_column)
-                        yield dlt.mark.with_hints(batch, hints)
-                        continue
+                    checked = True
+                    if hints:
+                        # what Arrow alone would tell dlt wrongly (JSON text, zone-less timestamps)
+                        batch = dlt.mark.with_hints(batch, dlt.mark.make_hints(columns=hints))
                 yield batch
 
     return products
