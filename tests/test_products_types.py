@@ -25,7 +25,7 @@ import psycopg
 import pytest
 
 from pipelines.environment import warehouse_path
-from pipelines.errors import is_permanent, root_cause_message
+from pipelines.errors import exception_chain, is_permanent, root_cause_message
 from pipelines.products import cursor_value, make_products_pipeline, run
 from sources.products import ColumnValueError, UnsupportedColumnTypeError
 from tests.fixtures.postgres import (  # noqa: F401
@@ -405,6 +405,24 @@ def test_every_type_added_later_round_trips_incrementally(typed_source: Products
     assert_values_round_trip(typed_source.dsn, ids)
 
 
+def run_failing_on_added_column(dsn: str, declared: str, literal: str) -> BaseException:
+    """Add column `added` (`declared`) and one audit row holding `literal`; run; the failure."""
+    source_execute(dsn, f"ALTER TABLE raw_data.products ADD COLUMN added {declared}")
+    source_execute(
+        dsn,
+        "INSERT INTO raw_data.products (audit_id, valid_ts, added) SELECT 900001, "
+        f"max(valid_ts) + interval '1 second', {literal} FROM raw_data.products",
+    )
+    with pytest.raises(Exception) as failure:
+        run()
+    assert is_permanent(failure.value)  # the flows' retry policy: not retried
+    return failure.value
+
+
+def _ours(error: BaseException, kind: type[BaseException]) -> BaseException | None:
+    return next((e for e in exception_chain(error) if isinstance(e, kind)), None)
+
+
 @pytest.mark.parametrize(
     ("declared", "literal"),
     [
@@ -420,18 +438,10 @@ def test_unknown_type_fails_permanently_naming_column_and_type(
     run()
     before = warehouse("SELECT * FROM application_data.products ORDER BY audit_id")
     cursor_before = cursor_value(make_products_pipeline())
-    source_execute(typed_source.dsn, f"ALTER TABLE raw_data.products ADD COLUMN odd {declared}")
-    source_execute(
-        typed_source.dsn,
-        "INSERT INTO raw_data.products (audit_id, valid_ts, odd) SELECT 900001, "
-        f"max(valid_ts) + interval '1 second', {literal} FROM raw_data.products",
-    )
-    with pytest.raises(Exception) as failure:
-        run()
-    assert is_permanent(failure.value)
-    message = root_cause_message(failure.value)
-    assert "'odd'" in message and declared in message, message
-    assert isinstance(_ours(failure.value, UnsupportedColumnTypeError), UnsupportedColumnTypeError)
+    error = run_failing_on_added_column(typed_source.dsn, declared, literal)
+    assert isinstance(_ours(error, UnsupportedColumnTypeError), UnsupportedColumnTypeError)
+    message = root_cause_message(error)
+    assert "'added'" in message and declared in message, message
     assert warehouse("SELECT * FROM application_data.products ORDER BY audit_id") == before
     assert cursor_value(make_products_pipeline()) == cursor_before
 
@@ -448,26 +458,12 @@ def test_value_the_warehouse_decimal_cannot_hold_fails_permanently(
 ) -> None:
     run()
     cursor_before = cursor_value(make_products_pipeline())
-    source_execute(typed_source.dsn, f"ALTER TABLE raw_data.products ADD COLUMN amount {declared}")
-    source_execute(
-        typed_source.dsn,
-        "INSERT INTO raw_data.products (audit_id, valid_ts, amount) SELECT 900002, "
-        f"max(valid_ts) + interval '1 second', {literal} FROM raw_data.products",
-    )
-    with pytest.raises(Exception) as failure:
-        run()
-    assert is_permanent(failure.value)
-    assert isinstance(_ours(failure.value, ColumnValueError), ColumnValueError)
-    message = root_cause_message(failure.value)
-    assert "'amount'" in message and reason in message, message
+    error = run_failing_on_added_column(typed_source.dsn, declared, literal)
+    assert isinstance(_ours(error, ColumnValueError), ColumnValueError)
+    message = root_cause_message(error)
+    assert "'added'" in message and reason in message, message
     assert warehouse("SELECT count(*) FROM application_data.products") == [(SEED_ROWS,)]
     assert cursor_value(make_products_pipeline()) == cursor_before
-
-
-def _ours(error: BaseException, kind: type[BaseException]) -> BaseException | None:
-    from pipelines.errors import exception_chain
-
-    return next((e for e in exception_chain(error) if isinstance(e, kind)), None)
 
 
 def test_docs_table_lists_each_type_once() -> None:
