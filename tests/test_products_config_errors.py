@@ -22,7 +22,6 @@ import pytest
 
 from local_stack.processes import free_port
 from pipelines.errors import exception_chain, is_permanent, root_cause_message
-from pipelines.products import run
 from sources.errors import PermanentSourceError, TransientSourceError
 from tests.fixtures.postgres import (  # noqa: F401
     ProductsDatabase,
@@ -30,6 +29,7 @@ from tests.fixtures.postgres import (  # noqa: F401
     products_database,
     seeded_source,
 )
+from tests.fixtures.postgres import run_products as run
 
 
 def _with(dsn: str, **changes: str) -> str:

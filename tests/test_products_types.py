@@ -24,9 +24,9 @@ import duckdb
 import psycopg
 import pytest
 
-from pipelines.environment import warehouse_path
+from local_stack.warehouse import warehouse_path
 from pipelines.errors import exception_chain, is_permanent, root_cause_message
-from pipelines.products import cursor_value, make_products_pipeline, run
+from pipelines.products import cursor_value
 from sources.products import ColumnValueError, UnsupportedColumnTypeError
 from tests.fixtures.postgres import (  # noqa: F401
     ProductsDatabase,
@@ -34,6 +34,8 @@ from tests.fixtures.postgres import (  # noqa: F401
     products_database,
     seeded_source,
 )
+from tests.fixtures.postgres import local_products_pipeline as make_products_pipeline
+from tests.fixtures.postgres import run_products as run
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "products.md"
 SEED_ROWS = 20
