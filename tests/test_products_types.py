@@ -453,9 +453,14 @@ def test_unknown_type_fails_permanently_naming_column_and_type(
     [
         ("numeric(12,2)", "'NaN'", "NaN"),
         ("numeric", "0.000000000001", "data loss"),  # 12 decimals: no silent rounding to 9
+        ("numeric", "'Infinity'", "inf"),
+        # the driver turns +/-infinity into wrapped-around garbage: refused, never loaded
+        ("timestamp", "'infinity'", "infinity"),
+        ("timestamptz", "'-infinity'", "infinity"),
+        ("date", "'infinity'", "infinity"),
     ],
 )
-def test_value_the_warehouse_decimal_cannot_hold_fails_permanently(
+def test_value_the_warehouse_type_cannot_hold_fails_permanently(
     typed_source: ProductsDatabase, declared: str, literal: str, reason: str
 ) -> None:
     run()

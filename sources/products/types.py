@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sources.errors import PermanentSourceError
 from sources.products.postgres import Endpoint, fetch_all, quote_identifier, quote_literal
@@ -46,9 +47,7 @@ PASS_THROUGH = frozenset(
         "varchar",
         "bpchar",
         "bool",
-        "date",
         "time",
-        "timestamptz",
         "bytea",
     }
 )
@@ -149,6 +148,32 @@ def _money(scale: int) -> Converter:
     return lambda array: array.cast(wide).view(target)
 
 
+# PostgreSQL's +/-infinity are the int64 (timestamps, microseconds since 2000) and int32 (dates,
+# days since 2000) extremes; ADBC shifts them to 1970 and wraps around, so they arrive as these
+# values, each below anything a real PostgreSQL date or timestamp (>= 4713 BC) can become.
+_WRAPPED_INFINITY = {
+    "timestamp": (pa.int64(), -(2**63) + 946_684_800_000_000),  # -infinity; +infinity is one less
+    "date": (pa.int32(), -(2**31) + 10_957),
+}
+
+
+def _refuse_infinity(column: SourceColumn, kind: str) -> Converter:
+    integer_type, highest_sentinel = _WRAPPED_INFINITY[kind]
+
+    def check(array: pa.Array) -> pa.Array:
+        lowest = pc.min(array.cast(integer_type)).as_py()  # one vectorised pass, no copy kept
+        if lowest is not None and lowest <= highest_sentinel:
+            raise ColumnValueError(
+                f"Column {column.name!r} ({column.declared_type}) holds 'infinity' or "
+                f"'-infinity', which no warehouse {kind} holds (Snowflake has none), so nothing "
+                "was loaded. Replace it in PostgreSQL, or point [sources.products] table_name "
+                "at a view that maps it to NULL or to a far date."
+            )
+        return array
+
+    return check
+
+
 def plan_column(column: SourceColumn, money_scale: int | None) -> ColumnPlan:
     """How to select, convert and hint one column; raises for a type we have not mapped."""
     name = quote_identifier(column.name)
@@ -160,7 +185,12 @@ def plan_column(column: SourceColumn, money_scale: int | None) -> ColumnPlan:
     if builtin and column.base_type == "timestamp":
         # dlt drops Arrow's "no zone" and would load it as zone-aware; keep it a plain
         # TIMESTAMP (the cursor column alone is declared UTC, by the source's own hints).
-        return ColumnPlan(name, hints={"data_type": "timestamp", "timezone": False})
+        hints = {"data_type": "timestamp", "timezone": False}
+        return ColumnPlan(name, _refuse_infinity(column, "timestamp"), hints)
+    if builtin and column.base_type == "timestamptz":
+        return ColumnPlan(name, _refuse_infinity(column, "timestamp"))
+    if builtin and column.base_type == "date":
+        return ColumnPlan(name, _refuse_infinity(column, "date"))
     if builtin and column.base_type in PASS_THROUGH:
         return ColumnPlan(name)
     if builtin and column.base_type in AS_TEXT:
