@@ -14,6 +14,9 @@ Timestamps: PostgreSQL `timestamp` (no zone) holds UTC wall-clock time in the ap
 The Arrow column is re-labelled UTC (metadata only, values unchanged), so the warehouse gets a
 zone-aware timestamp and the cursor is an aware UTC datetime; the query compares in UTC.
 
+Other columns: each PostgreSQL type is planned once per run from the catalog
+(`sources/products/types.py`; table in docs/products.md); an unmapped type fails permanently.
+
 Configuration (`[sources.products]`, env `SOURCES__PRODUCTS__<KEY>`):
     credentials   PostgreSQL DSN (secret)
     schema_name   default "raw_data"
@@ -32,6 +35,7 @@ from typing import Any
 import dlt
 import pyarrow as pa
 from dlt.common.configuration.specs import ConnectionStringCredentials
+from dlt.extract.items import DataItemWithMeta
 from dlt.sources import DltResource
 
 from sources.errors import PermanentSourceError
@@ -148,7 +152,7 @@ def products_source(
             # rows without a valid_ts can only arrive with a full load; keep them
             on_cursor_value_missing="include",
         ),
-    ) -> Iterator[pa.RecordBatch]:
+    ) -> Iterator[pa.RecordBatch | DataItemWithMeta]:
         start = valid_ts.start_value  # already moved back by the lag
         with connect(dsn) as connection:
             plan = read_table_plan(connection, source_table, endpoint)
