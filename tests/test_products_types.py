@@ -476,3 +476,21 @@ def test_value_the_warehouse_type_cannot_hold_fails_permanently(
 def test_docs_table_lists_each_type_once() -> None:
     documented = documented_type_rows()
     assert set(documented) == {case.label for case in CASES}
+
+
+def test_hints_follow_columns_whose_names_dlt_normalises(typed_source: ProductsDatabase) -> None:
+    # The plan's hints are keyed by PostgreSQL names; dlt snake-cases the warehouse names.
+    source_execute(
+        typed_source.dsn,
+        'ALTER TABLE raw_data.products ADD COLUMN "Meta Data" jsonb, '
+        'ADD COLUMN "Created At" timestamp',
+    )
+    source_execute(
+        typed_source.dsn,
+        'UPDATE raw_data.products SET "Meta Data" = \'{"a": 1}\', '
+        "\"Created At\" = '2024-01-01 10:00'",
+    )
+    run()
+    types = warehouse_types()
+    assert (types["meta_data"], types["created_at"]) == ("JSON", "TIMESTAMP")
+    assert warehouse("SELECT DISTINCT meta_data FROM application_data.products") == [('{"a": 1}',)]
