@@ -281,8 +281,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
         for line in prefect_setup.ensure_pipeline_concurrency_limits():
             print(line)
         if args.git_repository:
+            commit = args.git_commit or prefect_setup.current_commit()
             for line in prefect_setup.ensure_git_settings(
-                args.git_repository, args.git_branch, args.git_token
+                args.git_repository, commit, args.git_token
             ):
                 print(line)
         return 0
@@ -375,7 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("target", choices=["prefect", "alerting", "snowflake"])
     apply.add_argument("--dry-run", action="store_true", help="snowflake: print the SQL only")
     apply.add_argument("--git-repository", help="prefect: repository the workers clone")
-    apply.add_argument("--git-branch", default="main", help="prefect: branch to clone")
+    apply.add_argument(
+        "--git-commit",
+        help="prefect: the exact commit runs clone (default: HEAD of this checkout; CI passes "
+        "the commit its tests passed on)",
+    )
     apply.add_argument("--git-token", help="prefect: token for a private repository")
     apply.set_defaults(func=cmd_apply)
     return parser

@@ -83,7 +83,7 @@ def test_production_pull_clones_and_installs_without_secrets_in_the_file() -> No
     steps = [next(iter(step)) for step in config["pull"]]
     assert steps == [
         "prefect.deployments.steps.git_clone",
-        "prefect.deployments.steps.pip_install_requirements",
+        "prefect.deployments.steps.run_shell_script",
     ]
     clone = config["pull"][0]["prefect.deployments.steps.git_clone"]
     assert clone["access_token"].startswith("{{ prefect.blocks.secret.")
@@ -101,8 +101,10 @@ def test_production_pull_clones_and_installs_without_secrets_in_the_file() -> No
 
     walk(config)
     assert "api_key" not in PREFECT_FILE.read_text().lower()
+    # job variables carry settings, never secrets
     for deployment in config["deployments"]:
-        assert not deployment["work_pool"].get("job_variables")
+        env = deployment["work_pool"]["job_variables"]["env"]
+        assert set(env) == {"DATA_PIPELINES_ENV"}
 
 
 def test_requirements_txt_is_the_lock_file_exported() -> None:
