@@ -167,3 +167,24 @@ def test_workflow_deploys_only_after_tests_on_main_with_repository_secrets() -> 
     assert "uv sync --frozen" in commands and "prefect --no-prompt deploy --all" in commands
     test_commands = " ".join(step.get("run", "") for step in workflow["jobs"]["test"]["steps"])
     assert "make test" in test_commands
+
+
+def test_runs_clone_the_pinned_commit_never_a_branch_head() -> None:
+    clone = load_prefect_file()["pull"][0]["prefect.deployments.steps.git_clone"]
+    assert clone["commit_sha"] == "{{ prefect.variables.git_commit }}"
+    assert "branch" not in clone
+
+
+def test_local_stack_file_differs_only_in_pull_steps_and_environment(tmp_path: Path) -> None:
+    from infra.prefect_setup import write_local_prefect_file
+
+    production = load_prefect_file()
+    local = yaml.safe_load(write_local_prefect_file(PROJECT_DIR, tmp_path / "p.yaml").read_text())
+    assert local["pull"] == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": str(PROJECT_DIR)}}
+    ]
+    for prod, loc in zip(production["deployments"], local["deployments"], strict=True):
+        assert prod["work_pool"]["job_variables"]["env"] == {"DATA_PIPELINES_ENV": "production"}
+        assert loc["work_pool"]["job_variables"]["env"] == {"DATA_PIPELINES_ENV": "local"}
+        loc["work_pool"] = prod["work_pool"]
+        assert loc == prod

@@ -10,6 +10,7 @@ production module: the production dependency set is complete, and holds no local
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -66,8 +67,8 @@ def test_every_deployed_run_loads_into_production(deployed: dict[str, Any]) -> N
     template = deployed["pool"].base_job_template
     for name, deployment in deployed["deployments"].items():
         # The worker's own code merges the pool's template with the deployment's variables.
-        job = ProcessJobConfiguration.from_template_and_values(
-            template["job_configuration"], {**deployment.job_variables}
+        job = asyncio.run(
+            ProcessJobConfiguration.from_template_and_values(template, {**deployment.job_variables})
         )
         assert job.env.get(ENV_VAR) == "production", f"{name} would run {job.env.get(ENV_VAR)}"
 
@@ -75,6 +76,8 @@ def test_every_deployed_run_loads_into_production(deployed: dict[str, Any]) -> N
 def test_pull_steps_clone_the_pinned_commit_and_install_without_pip(
     deployed: dict[str, Any],
 ) -> None:
+    from prefect.settings import PREFECT_API_URL
+
     deployment = deployed["deployments"]["products-daily"]
     base: Path = deployed["base"]
     # A uv-built environment, as on the worker: no pip in it.
@@ -99,7 +102,7 @@ def test_pull_steps_clone_the_pinned_commit_and_install_without_pip(
     result = subprocess.run(
         [sys.executable, "-c", runner, json.dumps(deployment.pull_steps)],
         cwd=run_dir,
-        env={**os.environ, "VIRTUAL_ENV": str(venv)},
+        env={**prefect_setup.prefect_env(PREFECT_API_URL.value()), "VIRTUAL_ENV": str(venv)},
         capture_output=True,
         text=True,
         timeout=300,
