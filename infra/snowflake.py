@@ -1,15 +1,17 @@
 """Snowflake DDL as versioned SQL: render, print (dry run) or apply in file order.
 
-Files in infra/snowflake/ are applied in name order (010_, 020_, ...); each is idempotent.
-Placeholders `{{ NAME }}` are filled from the environment or dlt config `[snowflake_admin]`
-(e.g. the loader's public key, the bucket, the storage integration's role ARN): they are
-settings, never secrets. The admin connection uses dlt's Snowflake credentials spec under
-`[snowflake_admin.credentials]` (a role that can create databases, roles and users).
+Files in infra/snowflake/ are applied in name order (010_, 020_, ...); each is idempotent and
+sets its role (`USE ROLE`) before each part. One placeholder syntax, `{{ NAME }}`, filled from
+dlt config (settings, never secrets): `BUCKET_URL` is the production bucket the pipelines write
+(`[data_pipelines] bucket_url`), every other NAME is `[snowflake_admin] name` (e.g. the loader's
+public key, the storage integration's IAM role ARN), or its environment form
+`SNOWFLAKE_ADMIN__NAME`. SQL that still holds a placeholder after rendering is refused before
+anything runs. The admin connection uses dlt's Snowflake credentials spec under
+`[snowflake_admin.credentials]` (a user holding SYSADMIN, SECURITYADMIN and ACCOUNTADMIN).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -17,10 +19,26 @@ from typing import Any
 
 SQL_DIR = Path(__file__).resolve().parent / "snowflake"
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Z0-9_]+)\s*\}\}")
+# Any templating syntax at all (ours, SnowSQL's `&{var}`, Snowflake CLI's `<% var %>`): none may
+# reach Snowflake, where it would create a stage or integration on a literal placeholder.
+_ANY_PLACEHOLDER = re.compile(r"\{\{|\}\}|&\{|<%")
+BUCKET_URL = "BUCKET_URL"
 
 
 class MissingSetting(RuntimeError):
     """A placeholder in the SQL has no value; the message says how to set it."""
+
+
+def how_to_set(name: str) -> str:
+    if name == BUCKET_URL:
+        return (
+            'set [data_pipelines] bucket_url = "s3://<bucket>" in .dlt/config.toml (the '
+            "bucket the pipelines write)"
+        )
+    return (
+        f"set {name.lower()} under [snowflake_admin] in .dlt/config.toml or export "
+        f"SNOWFLAKE_ADMIN__{name}=..."
+    )
 
 
 def sql_files(directory: Path = SQL_DIR) -> list[Path]:
@@ -28,15 +46,22 @@ def sql_files(directory: Path = SQL_DIR) -> list[Path]:
 
 
 def _setting(name: str) -> str | None:
-    value = os.environ.get(name)
-    if value:
-        return value
-    try:
-        import dlt
+    if name == BUCKET_URL:
+        # The product's own resolution of the bucket: the DDL and the pipelines agree on it.
+        from pipelines.environment import ENVIRONMENTS, ConfigurationError
 
-        return dlt.config.get(f"snowflake_admin.{name.lower()}")
-    except Exception:  # config not available: treated as unset
-        return None
+        try:
+            url = ENVIRONMENTS["production"].bucket_url()
+        except ConfigurationError:
+            return None
+        # Snowpipe reads S3 only: any other URL (a local folder) counts as not set.
+        if not url.startswith("s3://"):
+            return None
+        return url
+    import dlt
+
+    value = dlt.config.get(f"snowflake_admin.{name.lower()}")
+    return None if value in (None, "") else str(value)
 
 
 def render(
@@ -44,7 +69,11 @@ def render(
     settings: Callable[[str], str | None] = _setting,
     strict: bool = True,
 ) -> str:
-    """All SQL files, placeholders filled, in apply order. Deterministic for equal settings."""
+    """All SQL files, placeholders filled, in apply order. Deterministic for equal settings.
+
+    strict: every placeholder must have a value and none may remain (any syntax); otherwise
+    (the dry run) unknown ones stay visible as written.
+    """
     parts = []
     for path in files if files is not None else sql_files():
         text = path.read_text()
@@ -54,15 +83,26 @@ def render(
             value = settings(name)
             if value is None:
                 if strict:
-                    raise MissingSetting(
-                        f"{path.name} needs {name}: export {name}=... or set "
-                        f"{name.lower()} under [snowflake_admin] in .dlt/config.toml"
-                    )
+                    raise MissingSetting(f"{path.name} needs {name}: {how_to_set(name)}")
                 return match.group(0)
             return value
 
-        parts.append(f"-- >>> {path.name}\n{_PLACEHOLDER.sub(fill, text).strip()}\n")
+        rendered = _PLACEHOLDER.sub(fill, text).strip()
+        if strict:
+            refuse_placeholders(path.name, rendered)
+        parts.append(f"-- >>> {path.name}\n{rendered}\n")
     return "\n".join(parts)
+
+
+def refuse_placeholders(name: str, sql: str) -> None:
+    """Raise if `sql` still holds template syntax of any kind (ours or another tool's)."""
+    for number, line in enumerate(sql.splitlines(), start=1):
+        found = _ANY_PLACEHOLDER.search(line)
+        if found:
+            raise MissingSetting(
+                f"{name} line {number} still holds {line.strip()!r} after rendering: write "
+                "placeholders as {{ NAME }} and set each (see infra/snowflake.py)."
+            )
 
 
 def split_statements(sql: str) -> list[str]:

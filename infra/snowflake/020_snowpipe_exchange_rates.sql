@@ -1,11 +1,13 @@
 -- 020: exchange-rate files in S3 -> Snowpipe (AUTO_INGEST) -> SNOWPIPE.OPEN_EXCHANGE_RATES.
 --
--- Apply after 010_foundation.sql (databases and roles), as a role that may create storage
--- integrations (ACCOUNTADMIN, or one granted CREATE INTEGRATION), with two variables:
---   snow sql -f infra/snowflake/020_snowpipe_exchange_rates.sql \
---     -D bucket=<bucket> -D aws_role_arn=arn:aws:iam::<account>:role/<snowflake-read-role>
--- (SnowSQL: snowsql -o variable_substitution=true -D bucket=... -D aws_role_arn=... -f ...)
--- Then wire S3 to the pipe's SQS queue: docs/exchange_rates.md, "Wiring S3 to the pipe".
+-- Applied after 010_foundation.sql by `data-pipelines apply snowflake` (`--dry-run` prints it)
+-- with the admin connection of [snowflake_admin.credentials], a user that holds ACCOUNTADMIN
+-- (storage integrations) and SYSADMIN. Placeholders, filled from dlt config (settings, not
+-- secrets): {{ BUCKET_URL }} is the production bucket, [data_pipelines] bucket_url
+-- (s3://<bucket>), and {{ AWS_ROLE_ARN }} the IAM role Snowflake assumes to read it,
+-- [snowflake_admin] aws_role_arn. Then wire S3 to the pipe's SQS queue: docs/production.md.
+--
+-- Every part sets its role first, never relying on what an earlier file left active.
 --
 -- Idempotent: objects that hold state (integration, table, pipe and its load history) are
 -- created IF NOT EXISTS, so re-applying never drops loaded rows or makes the pipe forget what
@@ -17,13 +19,22 @@
 -- DuckDB, and the tests run that mapping over the files the pipeline really writes.
 -- Keep statements separated by a semicolon at the end of a line, and no semicolons in comments.
 
+-- Storage integrations are account-level objects: ACCOUNTADMIN creates it and lets SYSADMIN,
+-- which owns the SNOWPIPE database, build the stage on it.
+USE ROLE ACCOUNTADMIN;
+
 CREATE STORAGE INTEGRATION IF NOT EXISTS DATA_PIPELINES_S3
   TYPE = EXTERNAL_STAGE
   STORAGE_PROVIDER = 'S3'
   ENABLED = TRUE
-  STORAGE_AWS_ROLE_ARN = '&{aws_role_arn}'
-  STORAGE_ALLOWED_LOCATIONS = ('s3://&{bucket}/exchange-rates/')
+  STORAGE_AWS_ROLE_ARN = '{{ AWS_ROLE_ARN }}'
+  STORAGE_ALLOWED_LOCATIONS = ('{{ BUCKET_URL }}/exchange-rates/')
   COMMENT = 'data-pipelines: read-only access to s3://<bucket>/exchange-rates/ for Snowpipe';
+
+GRANT USAGE ON INTEGRATION DATA_PIPELINES_S3 TO ROLE SYSADMIN;
+
+-- Everything else belongs to SYSADMIN, like the SNOWPIPE database it lives in (010).
+USE ROLE SYSADMIN;
 
 CREATE SCHEMA IF NOT EXISTS SNOWPIPE.OPEN_EXCHANGE_RATES;
 
@@ -35,7 +46,7 @@ CREATE FILE FORMAT IF NOT EXISTS SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_JSO
 
 -- The watched prefix holds data files only (dlt's own state lives beside it, in _dlt_exchange_rates/).
 CREATE STAGE IF NOT EXISTS SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_STAGE
-  URL = 's3://&{bucket}/exchange-rates/'
+  URL = '{{ BUCKET_URL }}/exchange-rates/'
   STORAGE_INTEGRATION = DATA_PIPELINES_S3
   FILE_FORMAT = SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_JSONL;
 
@@ -70,6 +81,10 @@ FROM (
   FROM @SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_STAGE
 )
 FILE_FORMAT = (FORMAT_NAME = 'SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_JSONL');
+
+-- The loader role runs `data-pipelines verify` / data-freshness: SYSTEM$PIPE_STATUS needs
+-- MONITOR (or OPERATE) on the pipe, COPY_HISTORY needs it or a privilege on the table (010).
+GRANT MONITOR ON PIPE SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_PIPE TO ROLE SVC_DLT;
 
 -- What users query: exactly one row per (RATE_DATE, BASE). The newest publication wins
 -- (a day's end-of-day historical snapshot beats an intraday latest.json), then the newest
