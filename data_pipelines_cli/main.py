@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -381,7 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="prefect: the exact commit runs clone (default: HEAD of this checkout; CI passes "
         "the commit its tests passed on)",
     )
-    apply.add_argument("--git-token", help="prefect: token for a private repository")
+    apply.add_argument(
+        "--git-token",
+        default=os.environ.get("DATA_PIPELINES_GIT_TOKEN"),
+        help="prefect: token for a private repository (default: $DATA_PIPELINES_GIT_TOKEN, "
+        "which keeps it off the command line)",
+    )
     apply.set_defaults(func=cmd_apply)
     return parser
 

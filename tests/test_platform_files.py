@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 import shutil
 import subprocess
 import sys
@@ -151,12 +152,13 @@ def test_workflow_lint_can_fail(tmp_path: Path) -> None:
     assert lint_workflow(path).returncode != 0
 
 
+def _triggers(workflow: dict[str, Any]) -> dict[str, Any]:
+    return workflow[True] if True in workflow else workflow["on"]  # YAML 1.1: on -> True
+
+
 def test_workflow_deploys_only_after_tests_on_main_with_repository_secrets() -> None:
     workflow = yaml.safe_load(WORKFLOW.read_text())
-    triggers = workflow[True] if True in workflow else workflow["on"]  # YAML 1.1: on -> True
-    paths = triggers["push"]["paths"]
-    for watched in ("flows/**", "pipelines/**", "sources/**", "pyproject.toml", "prefect.yaml"):
-        assert watched in paths
+    triggers = _triggers(workflow)
     assert triggers["push"]["branches"] == ["main"]
     deploy = workflow["jobs"]["deploy"]
     assert deploy["needs"] == "test"
@@ -169,22 +171,73 @@ def test_workflow_deploys_only_after_tests_on_main_with_repository_secrets() -> 
     assert "make test" in test_commands
 
 
-def test_runs_clone_the_pinned_commit_never_a_branch_head() -> None:
-    clone = load_prefect_file()["pull"][0]["prefect.deployments.steps.git_clone"]
-    assert clone["commit_sha"] == "{{ prefect.variables.git_commit }}"
-    assert "branch" not in clone
+def _github_glob(pattern: str) -> re.Pattern[str]:
+    """GitHub's path filter glob: `**` crosses folders, `*` does not."""
+    regex = re.escape(pattern).replace(r"\*\*", "\0").replace(r"\*", "[^/]*")
+    return re.compile(regex.replace("\0", ".*") + "$")
 
 
-def test_local_stack_file_differs_only_in_pull_steps_and_environment(tmp_path: Path) -> None:
-    from infra.prefect_setup import write_local_prefect_file
+def _triggers_on(filters: dict[str, Any], path: str) -> bool:
+    if "paths" in filters:
+        return any(_github_glob(p).match(path) for p in filters["paths"])
+    return not any(_github_glob(p).match(path) for p in filters.get("paths-ignore", []))
 
-    production = load_prefect_file()
-    local = yaml.safe_load(write_local_prefect_file(PROJECT_DIR, tmp_path / "p.yaml").read_text())
-    assert local["pull"] == [
-        {"prefect.deployments.steps.set_working_directory": {"directory": str(PROJECT_DIR)}}
+
+def test_every_file_a_run_or_a_deploy_executes_triggers_the_workflow() -> None:
+    triggers = _triggers(yaml.safe_load(WORKFLOW.read_text()))
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=PROJECT_DIR, capture_output=True, text=True, check=True
+    ).stdout.split()
+    # Read by people only (docs, markdown) or by nobody at run time (benchmarks, .gitignore).
+    inert = re.compile(r"(docs/.*|.*\.md|benchmarks/.*|\.gitignore)$")
+    must_trigger = [path for path in tracked if not inert.match(path)] + [
+        "data_pipelines_cli/main.py",
+        "scripts/setup.sh",
+        "Makefile",
+        ".dlt/config.toml",
+        "Dockerfile",
+        "a_folder_added_later/module.py",
     ]
-    for prod, loc in zip(production["deployments"], local["deployments"], strict=True):
-        assert prod["work_pool"]["job_variables"]["env"] == {"DATA_PIPELINES_ENV": "production"}
-        assert loc["work_pool"]["job_variables"]["env"] == {"DATA_PIPELINES_ENV": "local"}
-        loc["work_pool"] = prod["work_pool"]
-        assert loc == prod
+    for event in ("push", "pull_request"):
+        missed = [p for p in must_trigger if not _triggers_on(triggers[event], p)]
+        assert not missed, f"{event} ignores files a run executes: {missed}"
+        assert not _triggers_on(triggers[event], "docs/production.md")
+
+
+def test_deploy_pins_runs_to_the_tested_commit_and_applies_the_platform() -> None:
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    test_job, deploy = workflow["jobs"]["test"], workflow["jobs"]["deploy"]
+
+    def checkout_ref(job: dict[str, Any]) -> str:
+        step = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout"))
+        return step.get("with", {}).get("ref", "${{ github.sha }}")
+
+    # Both jobs check out the same commit, and the workers clone exactly that one.
+    assert checkout_ref(test_job) == checkout_ref(deploy) == "${{ github.sha }}"
+    runs = [" ".join(step.get("run", "").split()) for step in deploy["steps"]]
+    order = {}
+    for index, command in enumerate(runs):
+        if "data-pipelines apply prefect" in command:
+            assert '--git-commit "${{ github.sha }}"' in command
+            assert "--git-token" not in command  # from the environment, never argv
+            order["prefect"] = index
+        elif "data-pipelines apply alerting" in command:
+            order["alerting"] = index
+        elif "prefect --no-prompt deploy --all" in command:
+            order["deploy"] = index
+        elif "uv sync" in command:
+            assert "--no-dev" in command  # production installs no local-stack package
+            order["install"] = index
+    assert order["install"] < order["prefect"] < order["alerting"] < order["deploy"], order
+    assert deploy["env"]["DATA_PIPELINES_GIT_TOKEN"] == "${{ secrets.DATA_PIPELINES_GIT_TOKEN }}"
+
+
+def test_ci_tests_the_oldest_and_newest_supported_python() -> None:
+    import tomllib
+
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    matrix = workflow["jobs"]["test"]["strategy"]["matrix"]["python-version"]
+    project = tomllib.loads((PROJECT_DIR / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.11,<3.14"
+    assert matrix == ["3.11", "3.13"]
+    assert workflow["jobs"]["test"]["env"]["UV_PYTHON"] == "${{ matrix.python-version }}"
