@@ -47,15 +47,12 @@ def sql_files(directory: Path = SQL_DIR) -> list[Path]:
 
 def _setting(name: str) -> str | None:
     if name == BUCKET_URL:
-        # The product's own resolution of the bucket: the DDL and the pipelines agree on it.
-        from pipelines.environment import ENVIRONMENTS, ConfigurationError
+        # The product's own reading of the bucket: the DDL and the pipelines agree on it.
+        from pipelines.environment import configured_bucket_url
 
-        try:
-            url = ENVIRONMENTS["production"].bucket_url()
-        except ConfigurationError:
-            return None
+        url = configured_bucket_url()
         # Snowpipe reads S3 only: any other URL (a local folder) counts as not set.
-        if not url.startswith("s3://"):
+        if not url or not url.startswith("s3://"):
             return None
         return url
     import dlt

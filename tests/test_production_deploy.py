@@ -21,14 +21,23 @@ from typing import Any
 
 import pytest
 
+from environments import ENV_VAR
 from infra import prefect_setup
-from pipelines.environment import ENV_VAR
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 # Imported by the local stack only (dependency group `local`); never on a production worker.
 LOCAL_ONLY_MODULES = ("duckdb", "psycopg", "pycountry", "currency_converter", "local_stack")
-PRODUCTION_PACKAGES = ("sources", "pipelines", "flows", "infra", "data_pipelines_cli")
+PRODUCTION_PACKAGES = (
+    "sources",
+    "pipelines",
+    "flows",
+    "infra",
+    "environments",
+    "data_pipelines_cli",
+)
+# The local environment is imported only when chosen; it is the one door to the local stack.
+NOT_IN_PRODUCTION = ("environments.local",)
 
 
 def _git(*args: str, cwd: Path) -> str:
@@ -121,6 +130,7 @@ def test_pull_steps_clone_the_pinned_commit_and_install_without_pip(
         "    names.append(package)\n"
         "    module = importlib.import_module(package)\n"
         "    names += [m.name for m in pkgutil.walk_packages(module.__path__, package + '.')]\n"
+        f"names = [n for n in names if n not in {NOT_IN_PRODUCTION!r}]\n"
         "for name in names:\n"
         "    importlib.import_module(name)\n"
         "print(json.dumps({'imported': names, 'loaded': sorted(sys.modules)}))\n"
@@ -135,7 +145,8 @@ def test_pull_steps_clone_the_pinned_commit_and_install_without_pip(
     )
     assert imported.returncode == 0, imported.stderr[-3000:]
     report = json.loads(imported.stdout.splitlines()[-1])
-    assert "flows.products" in report["imported"] and "infra.snowflake" in report["imported"]
+    for module in ("flows.products", "infra.snowflake", "environments.production"):
+        assert module in report["imported"]
     leaked = {m.split(".")[0] for m in report["loaded"]} & set(LOCAL_ONLY_MODULES)
     assert not leaked, f"production modules import local-stack packages: {sorted(leaked)}"
     for module in LOCAL_ONLY_MODULES[:-1]:
