@@ -26,7 +26,7 @@ from dlt.destinations.impl.snowflake.configuration import SnowflakeCredentials
 from infra.prefect_setup import PROJECT_DIR
 
 EXAMPLE = PROJECT_DIR / ".dlt" / "secrets.toml.example"
-CODE_PACKAGES = ("sources", "pipelines", "flows", "infra", "data_pipelines_cli")
+CODE_PACKAGES = ("sources", "pipelines", "flows", "infra", "environments", "data_pipelines_cli")
 LITERAL_SECRET = re.compile(r"dlt\.secrets(?:\.get\(|\[)\s*[\"']([\w.]+)[\"']")
 # Credentials the code resolves through a dlt spec: section -> (spec, values the code passes
 # itself, a fragment of code that proves the code reads this section).
