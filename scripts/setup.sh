@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 UV_VERSION=0.13.9
-export UV_PYTHON_DOWNLOADS=never   # use the machine's Python 3.11, never fetch one
+export UV_PYTHON_DOWNLOADS=never   # use a Python the machine has (3.11-3.13), never fetch one
 
 if ! command -v uv >/dev/null 2>&1 || [ "$(uv --version | awk '{print $2}')" != "$UV_VERSION" ]; then
   echo "setup: installing uv $UV_VERSION"
