@@ -5,10 +5,11 @@ keeps the history of each flow under one key), with one row per table per pipeli
 
 | pipeline | table | rows_loaded | files_written | schema_changes | duration_s |
 
-The backfill adds `days_requested`, `days_skipped` and `days_loaded`. The description repeats
-the essentials in one line and names the dlt load ids (the key into `_dlt_loads`, `_load_info`
-and `_trace` in the warehouse). Only the summary produced by `pipelines.runner.load_summary` goes
-in: no credentials, no data values.
+The backfill adds `days_requested`, `days_skipped` and `days_loaded`, the days OXR has no data
+for (`days_not_available`, skipped) and the broken bucket files moved to quarantine. The
+description repeats the essentials in one line and names the dlt load ids (the key into
+`_dlt_loads`, `_load_info` and `_trace` in the warehouse). Only the summary produced by
+`pipelines.runner.load_summary` goes in: no credentials, no data values.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from prefect.artifacts import create_table_artifact
 
 from pipelines.runner import load_summary
 
-BACKFILL_COLUMNS = ("days_requested", "days_skipped", "days_loaded")
+BACKFILL_COLUMNS = (
+    "days_requested",
+    "days_skipped",
+    "days_loaded",
+    "days_not_available",
+    "quarantined",
+)
 
 
 def report_key(flow_name: str) -> str:
@@ -44,6 +51,11 @@ def _schema_change(summary: dict[str, Any], table: str) -> str:
     return "; ".join(changes)
 
 
+def _cell(value: Any) -> Any:
+    """Lists (days, files) as one readable table cell."""
+    return ", ".join(str(item) for item in value) if isinstance(value, list) else value
+
+
 def report_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """The artifact rows of one pipeline run (one per table it touched)."""
     rows = summary.get("rows") or {}
@@ -62,7 +74,7 @@ def report_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
             "duration_s": summary.get("duration_seconds"),
         }
         if backfill is not None:
-            row.update({column: backfill.get(column) for column in BACKFILL_COLUMNS})
+            row.update({column: _cell(backfill.get(column)) for column in BACKFILL_COLUMNS})
         result.append(row)
     return result
 
@@ -84,6 +96,12 @@ def describe(flow_name: str, summaries: Sequence[dict[str, Any]]) -> str:
                 f"{backfill['days_requested']} day(s) requested, {backfill['days_skipped']} "
                 f"skipped (already in the bucket), {backfill['days_loaded']} loaded"
             )
+            if backfill.get("days_not_available"):
+                line += "; no data at OXR (404), skipped: " + ", ".join(
+                    backfill["days_not_available"]
+                )
+            if backfill.get("quarantined"):
+                line += f"; {len(backfill['quarantined'])} broken file(s) moved to quarantine"
         load_ids = summary.get("load_ids") or []
         if load_ids:
             line += f"; load ids {', '.join(load_ids)}"

@@ -47,6 +47,16 @@ latency and before auth. Faulted requests never count against the quota. Kinds:
   ``ProtocolError``), as verified by the tests.
 - ``"error_body"``: OXR-shaped error with given ``status`` (default 500), ``message`` and
   ``description``.
+- ``"answer"``: 200 with the given JSON ``body`` instead of the real answer (``{}``, a list...).
+- ``"patch"``: the real answer, changed: ``set`` (top-level key -> value; ``None`` is JSON
+  null), ``remove`` (top-level keys dropped), ``rates`` (merged into ``rates``; ``None``,
+  negative, zero, strings and ``float("nan")``, which is sent as ``NaN`` like Python's own
+  JSON, all go through as given). The bad answers the data contract must refuse.
+
+Any fault may carry ``path`` (e.g. ``"/api/historical/2026-01-02.json"``): it is then consumed
+only by a request for that path, so one day of a concurrent backfill can be made bad while the
+other faults and days keep their order. A ``"error_body"`` fault with ``status=404`` and
+``message="not_found"`` plays a day OXR has no data for.
 
 Request log: every request except the admin endpoints under ``/__sandbox__/`` (so polling them
 does not disturb assertions) is recorded with arrival time, method, path without query string
@@ -91,7 +101,7 @@ HOST = "127.0.0.1"
 DISCLAIMER = "Usage subject to terms: https://openexchangerates.org/terms"
 LICENSE = "https://openexchangerates.org/license"
 FIRST_HISTORICAL_DATE = dt.date(1999, 1, 1)
-FAULT_KINDS = ("503", "429", "truncated", "error_body")
+FAULT_KINDS = ("503", "429", "truncated", "error_body", "answer", "patch")
 
 _SUPPORT = "support@openexchangerates.org"
 # Descriptions: the 401 texts and the `base` not_allowed text are OXR's own (docs and observed
@@ -304,6 +314,25 @@ def _validate_fault(kind: str, params: Mapping[str, Any]) -> None:
         float(params["retry_after"])
     if kind == "error_body":
         int(params.get("status", 500))
+    if kind == "answer" and "body" not in params:
+        raise ValueError("an 'answer' fault needs body=<the JSON to answer with>")
+    if kind == "patch" and not set(params) & {"set", "remove", "rates"}:
+        raise ValueError("a 'patch' fault needs set=, remove= or rates=")
+    if "path" in params and not str(params["path"]).startswith("/api/"):
+        raise ValueError("a fault's path must start with /api/")
+
+
+def _patched(response: _Response, params: Mapping[str, Any]) -> _Response:
+    """The real answer with a patch fault's changes; errors are passed through unchanged."""
+    if response.status != 200:
+        return response
+    body = json.loads(response.body)
+    body.update(params.get("set", {}))
+    for key in params.get("remove", ()):
+        body.pop(key, None)
+    if "rates" in params and isinstance(body.get("rates"), dict):
+        body["rates"].update(params["rates"])
+    return _json_response(200, body)
 
 
 # --------------------------------------------------------------------------------------------
@@ -527,9 +556,12 @@ class OXRSandbox:
             if self.latency_seconds > 0:
                 time.sleep(self.latency_seconds)
             if path != "/api/usage.json":
-                with self._lock:
-                    fault = self._faults.popleft() if self._faults else None
-        if fault is not None and fault.kind != "truncated":
+                fault = self._next_fault(path)
+        if fault is not None and fault.kind == "patch":
+            response = _patched(
+                self._route(method, path, query, handler.headers, commit=False), fault.params
+            )
+        elif fault is not None and fault.kind != "truncated":
             response = self._fault_response(fault)
         else:
             truncate = fault is not None
@@ -554,6 +586,15 @@ class OXRSandbox:
                 f"oxr-sandbox: {method} {path} {response.status} {ms:.0f}ms"
                 f"{' counted' if response.counted else ''}{note}\n"
             )
+
+    def _next_fault(self, path: str) -> _Fault | None:
+        """The first queued fault for this path: one scoped to it, or one for any path."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.params.get("path", path) == path:
+                    self._faults.remove(fault)
+                    return fault
+        return None
 
     @staticmethod
     def _send(handler: _Handler, response: _Response, truncate: bool) -> None:
@@ -588,6 +629,8 @@ class OXRSandbox:
                 p.get("description", _DESCRIPTIONS["too_many_requests"]),
                 **{"Retry-After": str(retry_after)},
             )
+        if fault.kind == "answer":
+            return _json_response(200, p["body"])
         status = int(p.get("status", 500))
         return _error(
             status,

@@ -8,6 +8,11 @@ loaded before into `SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES` of the local Du
 rows, load time) in `snowpipe._local_pipe.load_history`, in the same transaction as the rows, so
 each file version is loaded exactly once even if a run dies half-way.
 
+A file that cannot be loaded (half-written, not JSON lines, a value the COPY cannot cast) never
+blocks the others: like Snowpipe's COPY_HISTORY, the history records it as `LOAD_FAILED` with
+its first error, the pass reports it and goes on, and later passes skip that same content
+instead of failing on it again. A new version of the file (same name, other content) is tried.
+
 One difference from Snowflake, on purpose: Snowpipe never reloads a file name it has loaded, even
 if the object changed; this pipe reloads a file whose content changed. The pipeline never
 rewrites a file with different rates (historical days are final, `latest` files are named after
@@ -26,8 +31,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gzip
 import hashlib
 import json
+import logging
 import re
 import sys
 import tempfile
@@ -52,6 +59,8 @@ from pipelines.names import (
     EXCHANGE_RATES_TABLE,
     SNOWPIPE_DATABASE,
 )
+
+logger = logging.getLogger(__name__)
 
 DDL_PATH = PROJECT_DIR / "infra" / "snowflake" / "020_snowpipe_exchange_rates.sql"
 PIPE_NAME = EXCHANGE_RATES_PIPE
@@ -228,6 +237,7 @@ class IngestReport:
     files_loaded: int = 0
     rows_loaded: int = 0
     loaded: list[str] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)  # {"file", "error"}, per file
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -246,7 +256,13 @@ create table if not exists {LOAD_HISTORY_TABLE} (
     last_load_time timestamptz not null,
     status varchar not null
 );
+alter table {LOAD_HISTORY_TABLE} add column if not exists first_error varchar;
 """
+
+
+_HISTORY_COLUMNS = (
+    "pipe_name, file_name, file_size, last_modified, content_md5, row_count, last_load_time, status"
+)
 
 
 @contextmanager
@@ -272,7 +288,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 def _already_loaded(con: duckdb.DuckDBPyConnection) -> dict[str, set[tuple[Any, ...]]]:
     rows = con.execute(
         f"select file_name, file_size, last_modified, content_md5 from {LOAD_HISTORY_TABLE} "
-        "where pipe_name = ? and status = 'LOADED'",
+        "where pipe_name = ? and status in ('LOADED', 'LOAD_FAILED')",
         [PIPE_NAME],
     ).fetchall()
     seen: dict[str, set[tuple[Any, ...]]] = {}
@@ -305,16 +321,29 @@ def ingest(exchange_rates_url: str, database_path: Path | None = None) -> Ingest
             content = fs.cat_file(staged.path)
             md5 = hashlib.md5(content).hexdigest()
             if ("md5", md5) in known:
-                continue  # touched but unchanged: already loaded
+                continue  # touched but unchanged: already loaded (or already failed)
+            problem = _unreadable(content, staged.path)
+            if problem is not None:
+                _record_failure(con, staged, md5, problem, started, report)
+                continue
             # DuckDB reads a private copy: what it loads is exactly what was hashed, and
             # remote (s3://) files need a local copy anyway (no httpfs offline).
             local_copy = Path(scratch) / f"{len(batch):06d}-{Path(staged.path).name}"
             local_copy.write_bytes(content)
             batch.append((staged, str(local_copy), md5))
         if batch:
-            report.rows_loaded = _load_batch(con, mapping, batch, started)
-            report.files_loaded = len(batch)
-            report.loaded = [staged.stage_path for staged, _, _ in batch]
+            try:
+                report.rows_loaded = _load_batch(con, mapping, batch, started)
+                report.loaded = [staged.stage_path for staged, _, _ in batch]
+            except duckdb.Error:
+                # Some file the COPY cannot take: load them one by one, so only it fails.
+                for one in batch:
+                    try:
+                        report.rows_loaded += _load_batch(con, mapping, [one], started)
+                        report.loaded.append(one[0].stage_path)
+                    except duckdb.Error as error:
+                        _record_failure(con, one[0], one[2], str(error), started, report)
+            report.files_loaded = len(report.loaded)
     report.seconds = round((datetime.now(UTC) - started).total_seconds(), 3)
     return report
 
@@ -354,7 +383,7 @@ def _load_batch(
     try:
         con.execute(f"insert into {mapping.table} ({', '.join(mapping.columns)}) {select_sql}")
         con.execute(
-            f"insert into {LOAD_HISTORY_TABLE} "
+            f"insert into {LOAD_HISTORY_TABLE} ({_HISTORY_COLUMNS}) "
             "select ?, f.stage_path, f.file_size, f.last_modified, f.content_md5, "
             "coalesce(c.row_count, 0), ?::timestamptz, 'LOADED' "
             "from staged_files f left join ("
@@ -368,6 +397,37 @@ def _load_batch(
         raise
     (rows,) = con.execute("select count(*) from staged_rows").fetchone()  # type: ignore[misc]
     return int(rows)
+
+
+def _unreadable(content: bytes, name: str) -> str | None:
+    """Why the pipe's JSON file format cannot read this file (None if it can): cheap, in Python,
+    so a broken file is reported by name instead of failing the set-based load of all files."""
+    try:
+        text = (gzip.decompress(content) if name.endswith(".gz") else content).decode("utf-8")
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip() and not isinstance(json.loads(line), dict):
+                return f"line {number} is not a JSON object"
+    except (OSError, EOFError, UnicodeDecodeError, ValueError) as error:
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def _record_failure(
+    con: duckdb.DuckDBPyConnection,
+    staged: StagedFile,
+    md5: str,
+    error: str,
+    scan_time: datetime,
+    report: IngestReport,
+) -> None:
+    """`LOAD_FAILED` in the history (as COPY_HISTORY shows it) and in this pass's report."""
+    con.execute(
+        f"insert into {LOAD_HISTORY_TABLE} ({_HISTORY_COLUMNS}, first_error) "
+        "values (?, ?, ?, ?, ?, 0, ?, 'LOAD_FAILED', ?)",
+        [PIPE_NAME, staged.stage_path, staged.size, staged.last_modified, md5, scan_time, error],
+    )
+    report.failed.append({"file": staged.stage_path, "error": error})
+    logger.warning("Local Snowpipe could not load %s: %s", staged.stage_path, error)
 
 
 def main(argv: list[str] | None = None) -> int:

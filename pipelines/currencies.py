@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dlt
 from dlt.common.pipeline import LoadInfo
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from pipelines.environment import Environment
 from pipelines.names import CURRENCIES_PIPELINE
@@ -11,12 +13,29 @@ from sources.currencies import currencies
 
 PIPELINE_NAME = CURRENCIES_PIPELINE
 DATASET_NAME = "open_exchange_rates"
+TABLE_NAME = "currencies"
+
+
+def current_row_count(environment: Environment, pipeline: dlt.Pipeline) -> int | None:
+    """Rows in the CURRENCIES table this run will replace; None before the first load.
+
+    The source refuses an answer that would shrink the table too much, but a source knows no
+    destination: the count is read here and passed in.
+    """
+    try:
+        with environment.warehouse_lock(), pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(TABLE_NAME)
+            rows = client.execute_sql(f"select count(*) from {table}")
+    except DatabaseUndefinedRelation:
+        return None
+    return int(rows[0][0]) if rows else None
 
 
 def run(environment: Environment) -> LoadInfo:
     """Load the currency list into the environment's warehouse."""
     pipeline = make_pipeline(PIPELINE_NAME, environment.warehouse(), DATASET_NAME)
-    return extract_normalize_load(pipeline, currencies(), load_lock=environment.warehouse_lock)
+    source = currencies(previous_count=current_row_count(environment, pipeline))
+    return extract_normalize_load(pipeline, source, load_lock=environment.warehouse_lock)
 
 
 def persist_audit(environment: Environment, load_info: LoadInfo) -> LoadInfo:

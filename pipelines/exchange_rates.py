@@ -40,12 +40,14 @@ import dlt
 from dlt.common.pipeline import LoadInfo
 from dlt.sources import DltResource
 
+from pipelines.bucket_files import BucketDays, check_day_files, use_atomic_local_files
 from pipelines.environment import Environment
 from pipelines.names import EXCHANGE_RATES_PIPELINE
 from pipelines.runner import load_summary, make_pipeline, persist_run_audit
 from sources.exchange_rates import (
     HISTORICAL_TABLE,
     LATEST_TABLE,
+    DayProblems,
     ExchangeRatesSettings,
     FetchedDay,
     check_quota,
@@ -57,6 +59,7 @@ from sources.exchange_rates import (
     resolve_settings,
     validate_date_range,
 )
+from sources.open_exchange_rates.contract import rate_jumps
 
 logger = logging.getLogger(__name__)
 
@@ -165,10 +168,16 @@ class _ExchangeRatesPipeline:
             report["files_loaded"],
             report["rows_loaded"],
         )
-        totals = self.local_pipe or {"files_loaded": 0, "rows_loaded": 0, "loaded": []}
+        totals = self.local_pipe or {
+            "files_loaded": 0,
+            "rows_loaded": 0,
+            "loaded": [],
+            "failed": [],
+        }
         totals["files_loaded"] += report["files_loaded"]
         totals["rows_loaded"] += report["rows_loaded"]
         totals["loaded"] += report["loaded"]
+        totals["failed"] += report["failed"]  # files the pipe could not load (reported, skipped)
         self.local_pipe = totals
 
     def combined_load_info(self) -> LoadInfo | None:
@@ -188,6 +197,7 @@ class _ExchangeRatesPipeline:
 def _make(environment: Environment) -> _ExchangeRatesPipeline:
     exchange_rates_url = environment.exchange_rates_url()
     os.environ.setdefault(_ONE_ROW_PER_FILE_VAR, "1")
+    use_atomic_local_files()  # a local bucket shows whole files only, as S3 does
     snapshots = _SnapshotNames()
     destination = dlt.destinations.filesystem(
         bucket_url=environment.bucket_url(),
@@ -204,21 +214,20 @@ def _make(environment: Environment) -> _ExchangeRatesPipeline:
     return _ExchangeRatesPipeline(pipeline, snapshots, environment, exchange_rates_url)
 
 
-def days_in_bucket(pipeline: dlt.Pipeline, exchange_rates_url: str) -> set[date]:
-    """Rate dates that already have a historical file under the watched prefix."""
-    folder = _historical_dir(exchange_rates_url)
+def check_bucket(
+    pipeline: dlt.Pipeline, exchange_rates_url: str, within: Iterable[date] | None = None
+) -> BucketDays:
+    """Historical days whose file is whole and valid; broken files are moved to quarantine."""
     with pipeline.destination_client() as client:
         fs = client.fs_client  # type: ignore[attr-defined]
-        if not fs.exists(folder):
-            return set()
-        names = [str(p).rsplit("/", 1)[-1] for p in fs.ls(folder, detail=False)]
-    days = set()
-    for name in names:
-        try:
-            days.add(date.fromisoformat(name.split(".", 1)[0]))
-        except ValueError:
-            continue
-    return days
+        return check_day_files(fs, _historical_dir(exchange_rates_url), within)
+
+
+def days_in_bucket(
+    pipeline: dlt.Pipeline, exchange_rates_url: str, within: Iterable[date] | None = None
+) -> set[date]:
+    """Rate dates that already have a whole, valid historical file under the watched prefix."""
+    return check_bucket(pipeline, exchange_rates_url, within).present
 
 
 # ---- audit ------------------------------------------------------------------------------------
@@ -262,6 +271,14 @@ class BackfillResult:
     days_skipped: int  # already in the bucket
     days_requested: int  # missing, so fetched
     days_loaded: int = 0
+    # OXR answered 404 for these: no data exists, skipped (listed in the report and logs)
+    days_not_available: list[date] = field(default_factory=list)
+    # answers refused by the data contract: nothing written, the run fails after saving the rest
+    days_refused: list[date] = field(default_factory=list)
+    # broken files found in the bucket, moved aside (and their days fetched again)
+    quarantined: list[str] = field(default_factory=list)
+    # day-on-day moves over 50% within the fetched days: kept, only warned about
+    rate_warnings: list[str] = field(default_factory=list)
     quota_remaining_before: int | None = None  # None = unlimited
     load_info: LoadInfo | None = None
     local_pipe: dict[str, Any] | None = None
@@ -283,6 +300,10 @@ class BackfillResult:
             "days_skipped": self.days_skipped,
             "days_requested": self.days_requested,
             "days_loaded": self.days_loaded,
+            "days_not_available": [day.isoformat() for day in self.days_not_available],
+            "days_refused": [day.isoformat() for day in self.days_refused],
+            "quarantined": self.quarantined,
+            "rate_warnings": self.rate_warnings,
             "quota_remaining_before": self.quota_remaining_before,
         }
         if self.local_pipe is not None:
@@ -300,25 +321,30 @@ def backfill(
     """Historical rates for `start_date..end_date` (inclusive; end defaults to yesterday UTC).
 
     1. Validate the range (permanent error, before any request).
-    2. Skip days whose file is already in the bucket: a rerun after a crash asks only for the rest.
+    2. Skip days whose file is already in the bucket, whole and valid: a rerun after a crash asks
+       only for the rest; a broken file is moved to quarantine and its day fetched again.
     3. Read `usage.json` (free) and refuse a range the remaining quota cannot cover.
     4. Fetch the missing days with bounded parallelism under a request-rate limit, persisting
        them in chunks as they arrive; the first failure cancels the rest, the days already
        fetched are still written, and the classified error is raised.
+    5. A day OXR has no data for (404) is skipped and listed; a day whose answer is refused by
+       the data contract is not written, the other days are, then the run fails permanently
+       naming it. A 404 on every requested day is a permanent configuration error.
     """
     started = time.monotonic()
     start, end = validate_date_range(start_date, end_date)
     settings = settings or resolve_settings()
     runner = _make(environment)
     wanted = list(days_between(start, end))
-    present = days_in_bucket(runner.pipeline, runner.exchange_rates_url)
-    missing = [day for day in wanted if day not in present]
+    bucket = check_bucket(runner.pipeline, runner.exchange_rates_url, within=wanted)
+    missing = [day for day in wanted if day not in bucket.present]
     result = BackfillResult(
         start_date=start,
         end_date=end,
         days_total=len(wanted),
         days_skipped=len(wanted) - len(missing),
         days_requested=len(missing),
+        quarantined=bucket.quarantined,
     )
     logger.info(
         "Backfill %s..%s: %d days, %d already in the bucket, %d to fetch "
@@ -336,7 +362,22 @@ def backfill(
         result.quota_remaining_before = check_quota(
             client, len(missing), what=f"the backfill {start}..{end} ({len(missing)} missing days)"
         )
-        result.days_loaded = _fetch_and_load(runner, client, missing, settings)
+        problems = DayProblems()
+        try:
+            result.days_loaded = _fetch_and_load(runner, client, missing, settings, problems)
+        finally:
+            result.days_not_available = problems.not_available
+            result.days_refused = sorted(e.day for e in problems.refused if e.day is not None)
+            result.rate_warnings = problems.rate_warnings
+        if problems.not_available:
+            logger.warning(
+                "Backfill %s..%s: OXR has no rates for %d day(s), skipped: %s",
+                start,
+                end,
+                len(problems.not_available),
+                ", ".join(day.isoformat() for day in problems.not_available),
+            )
+        problems.raise_if_fatal(len(missing), client.base_url)
     else:
         runner.run_local_pipe()  # nothing to fetch; still ingest any file not loaded yet
     # Nothing missing is still a load step (an empty one), so callers always get a LoadInfo.
@@ -360,6 +401,7 @@ def _fetch_and_load(
     client: Any,
     missing: list[date],
     settings: ExchangeRatesSettings,
+    problems: DayProblems,
 ) -> int:
     total = len(missing)
     log_every = max(1, total // 10)
@@ -376,6 +418,8 @@ def _fetch_and_load(
         if buffer:
             chunk = sorted(buffer, key=lambda fetched: fetched.day)
             buffer.clear()
+            jumps = rate_jumps([(fetched.day, fetched.payload["rates"]) for fetched in chunk])
+            problems.rate_warnings.extend(jumps)
             runner.load(historical_resource(chunk))
             loaded += len(chunk)
             logger.info("Backfill progress: %d/%d days in the bucket", loaded, total)
@@ -388,6 +432,7 @@ def _fetch_and_load(
             max_concurrency=settings.max_concurrency,
             max_requests_per_second=settings.max_requests_per_second,
             on_progress=progress,
+            problems=problems,
         ):
             buffer.append(fetched)
             if len(buffer) >= CHUNK_MAX_DAYS or time.monotonic() - last_flush >= CHUNK_MAX_SECONDS:

@@ -11,6 +11,8 @@ import pytest
 from flows.currencies import currencies_weekly_flow, load_currencies
 from local_stack.oxr_sandbox import OXRSandbox
 from local_stack.oxr_sandbox import currencies as sandbox_currencies
+from pipelines.errors import exception_chain
+from sources.open_exchange_rates import OXRDataError
 
 CURRENCIES_TABLE = "DLT.OPEN_EXCHANGE_RATES.CURRENCIES"
 
@@ -103,3 +105,71 @@ def test_tasks_carry_the_shared_retry_policy() -> None:
     assert load_currencies.retry_delay_seconds == retry_delays()
     assert load_currencies.retry_jitter_factor == RETRY_JITTER_FACTOR
     assert load_currencies.retry_condition_fn is should_retry
+
+
+# ---- the data contract at the door ----------------------------------------------------------
+
+EUROS_ONLY = {"EUR": "Euro", "USD": "United States Dollar"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "cause"),
+    [
+        ("answer", {"body": {}}, "`(body)` is an empty object: no currencies"),
+        ("answer", {"body": ["EUR"]}, "`(body)` is list, not an object"),
+        (
+            "patch",
+            {"set": {"disclaimer": "Usage subject to terms"}},
+            "`disclaimer` is not a 3-letter uppercase currency code",
+        ),
+        ("patch", {"set": {"EUR": None}}, "`EUR` has name None, not a text"),
+        ("patch", {"set": {"eur": "Euro"}}, "`eur` is not a 3-letter uppercase"),
+        (
+            "answer",
+            {"body": EUROS_ONLY},
+            "`(body)` lists 2 currencies, the table 178 (99% fewer, max_currencies_shrink=0.2; "
+            "if real, raise it for one run)",
+        ),
+    ],
+    ids=["empty", "not an object", "extra top-level field", "null name", "lowercase", "shrink"],
+)
+def test_bad_answer_is_refused_not_retried_and_the_table_is_unchanged(
+    oxr_sandbox: OXRSandbox, data_dir: Path, kind: str, params: dict, cause: str
+) -> None:
+    currencies_weekly_flow()
+    before = warehouse_count(data_dir)
+    assert before == 178  # the sandbox's list; the shrink case's numbers depend on it
+    oxr_sandbox.reset()
+    oxr_sandbox.inject_faults(kind, **params)
+    state = currencies_weekly_flow(return_state=True)
+    assert state.is_failed() and "Open Exchange Rates currencies.json" in state.message
+    # dlt wraps errors raised inside a resource; the contract's own message is in the chain
+    (refusal,) = [
+        e
+        for e in exception_chain(state.result(raise_on_failure=False))
+        if isinstance(e, OXRDataError)
+    ]
+    assert str(refusal).startswith(f"Open Exchange Rates currencies.json: field {cause}")
+    assert "refused, nothing written. Fix: " in str(refusal) and "\n" not in str(refusal)
+    assert oxr_sandbox.request_count("/api/currencies.json") == 1, "a refusal was retried"
+    assert warehouse_count(data_dir) == before
+    with duckdb.connect(str(data_dir / "warehouse" / "dlt.duckdb"), read_only=True) as con:
+        names = con.sql(f"select count(*) from {CURRENCIES_TABLE} where name = 'None'").fetchone()
+    assert names == (0,)
+
+
+def test_a_real_shrink_passes_when_the_operator_raises_the_limit(
+    oxr_sandbox: OXRSandbox, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    currencies_weekly_flow()
+    oxr_sandbox.reset()
+    oxr_sandbox.inject_faults("answer", body=EUROS_ONLY)
+    monkeypatch.setenv("SOURCES__OPEN_EXCHANGE_RATES__MAX_CURRENCIES_SHRINK", "1")
+    assert currencies_weekly_flow()["status"] == "success"
+    assert warehouse_count(data_dir) == 2
+
+
+def test_first_load_has_nothing_to_shrink_from(oxr_sandbox: OXRSandbox, data_dir: Path) -> None:
+    oxr_sandbox.inject_faults("answer", body=EUROS_ONLY)
+    assert currencies_weekly_flow()["status"] == "success"
+    assert warehouse_count(data_dir) == 2

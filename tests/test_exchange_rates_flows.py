@@ -128,3 +128,68 @@ def test_tasks_carry_the_shared_retry_policy() -> None:
         assert task.retry_condition_fn is should_retry
     assert load_exchange_rates.name == "load-exchange-rates"
     assert backfill_exchange_rates.name == "backfill-exchange-rates"
+
+
+# ---- the data contract and missing days, under Prefect --------------------------------------
+
+
+def test_refused_day_fails_the_flow_without_retries_and_keeps_the_good_days(
+    oxr_sandbox: OXRSandbox, data_dir: Path
+) -> None:
+    oxr_sandbox.inject_faults("patch", path="/api/historical/2026-01-02.json", rates={"EUR": -0.9})
+    state = exchange_rates_backfill_flow(
+        start_date="2026-01-01", end_date="2026-01-03", return_state=True
+    )
+    assert state.is_failed()
+    assert state.message.startswith(
+        "Flow run encountered an exception: OXRDataError: Open Exchange Rates "
+        "historical/2026-01-02.json (day 2026-01-02): field `rates.EUR` is -0.9, not a "
+        "positive finite number; refused, nothing written. Fix: "
+    )
+    # a Prefect retry would ask for the day again: permanent means asked once
+    assert oxr_sandbox.historical_dates_requested().count("2026-01-02") == 1
+    assert user_rows(data_dir) == ["2026-01-01", "2026-01-03"]
+
+
+def test_missing_days_are_skipped_and_listed_in_the_run_report(
+    oxr_sandbox: OXRSandbox, data_dir: Path
+) -> None:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    oxr_sandbox.inject_faults(
+        "error_body", path="/api/historical/2026-01-02.json", status=404, message="not_found"
+    )
+    state = exchange_rates_backfill_flow(
+        start_date="2026-01-01", end_date="2026-01-03", return_state=True
+    )
+    assert state.is_completed()
+    backfill = state.result()["load_info"]["backfill"]
+    assert backfill["days_not_available"] == ["2026-01-02"] and backfill["days_loaded"] == 2
+    assert user_rows(data_dir) == ["2026-01-01", "2026-01-03"]
+    logs = "\n".join(run_logs(state))
+    assert "OXR has no rates for 1 day(s), skipped: 2026-01-02" in logs
+
+    async def report() -> Any:
+        async with get_client() as client:
+            (artifact,) = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+                )
+            )
+        return artifact
+
+    artifact = asyncio.run(report())
+    assert "no data at OXR (404), skipped: 2026-01-02" in artifact.description
+    assert '"days_not_available": "2026-01-02"' in str(artifact.data).replace("'", '"')
+
+
+def test_404_on_every_day_fails_the_flow_once(oxr_sandbox: OXRSandbox, data_dir: Path) -> None:
+    for day in ("2026-01-01", "2026-01-02"):
+        oxr_sandbox.inject_faults(
+            "error_body", path=f"/api/historical/{day}.json", status=404, message="not_found"
+        )
+    state = exchange_rates_backfill_flow(
+        start_date="2026-01-01", end_date="2026-01-02", return_state=True
+    )
+    assert state.is_failed() and "all 2 requested days answered 404" in state.message
+    assert sorted(oxr_sandbox.historical_dates_requested()) == ["2026-01-01", "2026-01-02"]

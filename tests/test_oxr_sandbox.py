@@ -332,6 +332,35 @@ def test_faults_are_fifo_skip_usage_and_can_be_cleared(sandbox: OXRSandbox) -> N
         sandbox.inject_faults("meteor")
 
 
+def test_bad_answer_faults_patch_or_replace_the_real_answer(sandbox: OXRSandbox) -> None:
+    sandbox.inject_faults("answer", body={})
+    sandbox.inject_faults("patch", set={"rates": None}, remove=["timestamp"])
+    sandbox.inject_faults("patch", rates={"EUR": float("nan"), "GBP": -1})
+    assert get(sandbox, "latest.json").json() == {}
+    patched = get(sandbox, "latest.json").json()
+    assert patched["rates"] is None and "timestamp" not in patched and patched["base"] == "USD"
+    body = json.loads(get(sandbox, "latest.json").content)  # NaN as Python's JSON writes it
+    assert body["rates"]["EUR"] != body["rates"]["EUR"] and body["rates"]["GBP"] == -1
+    assert body["rates"]["USD"] == 1.0, "a patch keeps the rest of the real answer"
+    assert sandbox.requests_used == 0  # faulted answers never count
+    with pytest.raises(ValueError):
+        sandbox.inject_faults("answer")
+    with pytest.raises(ValueError):
+        sandbox.inject_faults("patch")
+
+
+def test_a_fault_with_a_path_waits_for_that_path(sandbox: OXRSandbox) -> None:
+    day = "/api/historical/2026-01-02.json"
+    sandbox.inject_faults("error_body", path=day, status=404, message="not_found")
+    sandbox.inject_faults("503")
+    assert get(sandbox, "historical/2026-01-01.json").status_code == 503  # skips the scoped one
+    assert get(sandbox, "historical/2026-01-01.json").status_code == 200
+    assert_error(get(sandbox, "historical/2026-01-02.json"), 404, "not_found")
+    assert get(sandbox, "historical/2026-01-02.json").status_code == 200
+    with pytest.raises(ValueError):
+        sandbox.inject_faults("503", path="historical/2026-01-02.json")
+
+
 # ---- latency, rate, log ---------------------------------------------------------------------
 
 

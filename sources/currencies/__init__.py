@@ -10,20 +10,37 @@ import dlt
 from dlt.common.typing import TSecretStrValue
 from dlt.sources import DltResource
 
-from sources.open_exchange_rates import DEFAULT_BASE_URL, OpenExchangeRatesClient, resolve_api_key
+from sources.open_exchange_rates import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_CURRENCIES_SHRINK,
+    OpenExchangeRatesClient,
+    check_currencies_shrink,
+    resolve_api_key,
+)
 
 
 @dlt.source(name="currencies", section="open_exchange_rates")
 def currencies(
     api_key: TSecretStrValue | None = dlt.secrets.value,
     base_url: str = DEFAULT_BASE_URL,
+    previous_count: int | None = None,
+    max_currencies_shrink: float = DEFAULT_MAX_CURRENCIES_SHRINK,
 ) -> DltResource:
-    """The `currencies` resource, configured under `[sources.open_exchange_rates]`."""
+    """The `currencies` resource, configured under `[sources.open_exchange_rates]`.
+
+    `previous_count` is the row count of the table this answer will replace (the pipeline
+    reads it from its destination; a source knows none); an answer with more than
+    `max_currencies_shrink` (a share) fewer currencies is refused before anything is written.
+    """
     client = OpenExchangeRatesClient(resolve_api_key(api_key), base_url)
-    return currencies_resource(client)
+    return currencies_resource(client, previous_count, max_currencies_shrink)
 
 
-def currencies_resource(client: OpenExchangeRatesClient) -> DltResource:
+def currencies_resource(
+    client: OpenExchangeRatesClient,
+    previous_count: int | None = None,
+    max_currencies_shrink: float = DEFAULT_MAX_CURRENCIES_SHRINK,
+) -> DltResource:
     """One row per currency code; the table is replaced on every run (it is reference data)."""
 
     @dlt.resource(
@@ -38,9 +55,11 @@ def currencies_resource(client: OpenExchangeRatesClient) -> DltResource:
     )
     def _currencies() -> Iterator[list[dict[str, Any]]]:
         loaded_at = datetime.now(UTC)
+        answer = client.currencies()  # validated: codes, names, non-empty
+        check_currencies_shrink(len(answer), previous_count, max_currencies_shrink)
         yield [
             {"code": code, "name": name, "_loaded_at": loaded_at}
-            for code, name in sorted(client.currencies().items())
+            for code, name in sorted(answer.items())
         ]
 
     return _currencies

@@ -14,12 +14,17 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 from sources.errors import PermanentSourceError
-from sources.open_exchange_rates import OpenExchangeRatesClient
+from sources.open_exchange_rates import (
+    OpenExchangeRatesClient,
+    OXRDataError,
+    OXRDayNotAvailable,
+    OXRPermanentError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +119,54 @@ class FetchedDay:
     payload: dict[str, Any]
 
 
+class RefusedDaysError(OXRDataError):
+    """Several historical days broke the data contract; the first one's message leads."""
+
+    def __init__(self, refused: list[OXRDataError]) -> None:
+        self.refused = sorted(refused, key=lambda error: error.day or date.min)
+        first = self.refused[0]
+        PermanentSourceError.__init__(
+            self,
+            f"{len(self.refused)} historical days refused; first: {first} "
+            f"Refused days: {', '.join(str(e.day) for e in self.refused)}.",
+        )
+        self.endpoint, self.day, self.field, self.problem = (
+            first.endpoint,
+            first.day,
+            first.field,
+            first.problem,
+        )
+
+
+@dataclass
+class DayProblems:
+    """Days of a backfill that were not kept, and why; the other days go on without them.
+
+    - `not_available`: OXR answered 404, it has no data for that date: skipped and listed.
+    - `refused`: the answer broke the data contract: nothing of it written, the run fails
+      (permanently) once every other day is saved, and a rerun asks only for these days.
+    """
+
+    not_available: list[date] = field(default_factory=list)
+    refused: list[OXRDataError] = field(default_factory=list)
+    rate_warnings: list[str] = field(default_factory=list)  # kept days, only warned about
+
+    def raise_if_fatal(self, requested: int, base_url: str) -> None:
+        """404 on every requested day (a wrong address), or any refused day, fails the run."""
+        if requested and len(self.not_available) == requested:
+            raise OXRPermanentError(
+                "historical",
+                404,
+                "not_found",
+                f"all {requested} requested days answered 404, which means a wrong address, "
+                f"not missing data: check [sources.open_exchange_rates] base_url ({base_url})",
+            )
+        if len(self.refused) == 1:
+            raise self.refused[0]
+        if self.refused:
+            raise RefusedDaysError(self.refused)
+
+
 def fetch_historical_days(
     client: OpenExchangeRatesClient,
     days: Iterable[date],
@@ -121,15 +174,21 @@ def fetch_historical_days(
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     max_requests_per_second: float = DEFAULT_MAX_REQUESTS_PER_SECOND,
     on_progress: Callable[[int, int], None] | None = None,
+    problems: DayProblems | None = None,
 ) -> Iterator[FetchedDay]:
     """Fetch `days` with bounded parallelism under a shared rate limit, yielding as they land.
 
     Days are yielded in completion order, so a consumer can persist them while the rest are
-    still in flight. The first failure stops everything at once: queued days are cancelled,
-    workers about to send are told to stop, and the days that did complete are still yielded
-    before the failure is raised, so nothing already paid for is thrown away. Transient HTTP
-    failures were already retried by the client; what reaches here is final for this attempt.
+    still in flight. A problem of one day (404, an answer refused by the data contract) does
+    not stop the others: it is recorded in `problems` (the caller decides, after saving the
+    good days, with `problems.raise_if_fatal`); without `problems` it is raised at the end.
+    Any other failure stops everything at once: queued days are cancelled, workers about to
+    send are told to stop, and the days that did complete are still yielded before the failure
+    is raised, so nothing already paid for is thrown away. Transient HTTP failures were already
+    retried by the client; what reaches here is final for this attempt.
     """
+    own_problems = problems is None
+    problems = DayProblems() if problems is None else problems
     pending_days = list(days)
     total = len(pending_days)
     if total == 0:
@@ -138,12 +197,23 @@ def fetch_historical_days(
         raise ValueError("max_concurrency must be at least 1")
     limiter = RequestRateLimiter(max_requests_per_second)
     stop = threading.Event()
+    problems_lock = threading.Lock()
 
-    def fetch_one(day: date) -> FetchedDay:
+    def fetch_one(day: date) -> FetchedDay | None:
         if not limiter.acquire(stop):
             raise BackfillCancelled(day.isoformat())
         try:
             return FetchedDay(day, client.historical(day))
+        except OXRDayNotAvailable:
+            logger.warning("Open Exchange Rates has no rates for %s (HTTP 404): skipped", day)
+            with problems_lock:
+                problems.not_available.append(day)
+            return None
+        except OXRDataError as refused:
+            logger.error("%s", refused)
+            with problems_lock:
+                problems.refused.append(refused)
+            return None
         except BaseException:
             # Stop siblings from here, not when the consumer gets to this result: that may be
             # after a load, and every request sent meanwhile would be wasted or refused.
@@ -154,7 +224,7 @@ def fetch_historical_days(
     failure: BaseException | None = None
     pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="oxr-historical")
     try:
-        futures: set[Future[FetchedDay]] = {pool.submit(fetch_one, d) for d in pending_days}
+        futures: set[Future[FetchedDay | None]] = {pool.submit(fetch_one, d) for d in pending_days}
         while futures:
             finished, futures = wait(futures, return_when=FIRST_COMPLETED)
             for future in finished:
@@ -165,7 +235,9 @@ def fetch_historical_days(
                     done_count += 1
                     if on_progress is not None:
                         on_progress(done_count, total)
-                    yield future.result()
+                    fetched = future.result()
+                    if fetched is not None:
+                        yield fetched
                 elif not isinstance(error, BackfillCancelled) and failure is None:
                     failure = error
                     stop.set()
@@ -177,3 +249,6 @@ def fetch_historical_days(
     if failure is not None:
         logger.error("Stopped after %d/%d days: %s", done_count, total, failure, exc_info=False)
         raise failure
+    problems.not_available.sort()
+    if own_problems:
+        problems.raise_if_fatal(total, client.base_url)

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import date
 from typing import Any
@@ -28,6 +29,12 @@ from requests.exceptions import (
 )
 
 from sources.errors import PermanentSourceError, TransientSourceError
+from sources.open_exchange_rates.contract import (
+    OXRDataError,
+    validate_currencies,
+    validate_historical,
+    validate_latest,
+)
 
 DEFAULT_BASE_URL = "https://openexchangerates.org/api/"
 API_KEY_ENV_FALLBACK = "OXR_APP_ID"
@@ -66,6 +73,23 @@ class OXRPermanentError(PermanentSourceError):
     def __init__(self, endpoint: str, status: int, code: str, fix: str) -> None:
         self.endpoint, self.status, self.code = endpoint, status, code
         super().__init__(f"Open Exchange Rates {endpoint}: HTTP {status} {code}: {fix}.")
+
+
+class OXRDayNotAvailable(OXRPermanentError):
+    """OXR answered 404 for one historical day: it has no data for that date.
+
+    Permanent for that day, but not for a backfill: the day is skipped and listed; only a 404
+    on every requested day means the address itself is wrong.
+    """
+
+    def __init__(self, day: date) -> None:
+        self.day = day
+        super().__init__(
+            f"historical/{day.isoformat()}.json",
+            404,
+            "not_found",
+            "OXR has no rates for this date; the day is skipped",
+        )
 
 
 class OXRTransientError(TransientSourceError):
@@ -117,8 +141,12 @@ class OpenExchangeRatesClient:
         # Attempts, backoff and timeout come from dlt's [runtime] request_* settings.
         self._http.configure()
 
-    def get_json(self, endpoint: str, params: dict[str, str] | None = None) -> dict[str, Any]:
-        """GET `endpoint` (e.g. `latest.json`) and return its JSON body, or raise classified."""
+    def get_json(self, endpoint: str, params: dict[str, str] | None = None) -> Any:
+        """GET `endpoint` (e.g. `latest.json`) and return its JSON body, or raise classified.
+
+        The body's shape is the data contract's business (`contract.py`): a whole JSON answer
+        of the wrong shape is bad data (permanent), not a failed request (transient).
+        """
         try:
             response = self._http.get(self.base_url + endpoint, params=params)
         except RequestException as exc:
@@ -128,18 +156,19 @@ class OpenExchangeRatesClient:
             ) from None
         return self._classify(endpoint, response)
 
-    def _classify(self, endpoint: str, response: Response) -> dict[str, Any]:
+    def _classify(self, endpoint: str, response: Response) -> Any:
         status = response.status_code
         if status == 200:
             try:
-                body = response.json()
+                # The standard library, not `response.json()` (simplejson refuses NaN): a whole
+                # answer with a NaN rate must reach the data contract and be refused there as
+                # bad data, not be taken for a truncated body and retried.
+                body = json.loads(response.content)
             except ValueError:
                 raise OXRTransientError(
                     f"Open Exchange Rates {endpoint}: HTTP 200 with a body that is not JSON "
                     "(truncated?); the run will be retried"
                 ) from None
-            if not isinstance(body, dict):
-                raise OXRTransientError(f"Open Exchange Rates {endpoint}: unexpected body shape")
             return body
         code = _error_code(response) or f"http_{status}"
         if code in _PERMANENT_FIXES or (status in _PERMANENT_STATUS_CODES):
@@ -152,18 +181,36 @@ class OpenExchangeRatesClient:
             "the run will be retried"
         )
 
+    # The three data endpoints return only answers that passed the contract
+    # (`contract.py`): a bad answer raises OXRDataError here, before any caller can write it.
+
     def currencies(self) -> dict[str, str]:
         """`currencies.json`: code -> name (free, not counted against the quota)."""
-        return {str(k): str(v) for k, v in self.get_json("currencies.json").items()}
+        return validate_currencies(self.get_json("currencies.json"))
 
     def latest(self) -> dict[str, Any]:
         """`latest.json`: the most recent rates against USD."""
-        return self.get_json("latest.json")
+        body = self.get_json("latest.json")
+        validate_latest(body)
+        return body
 
     def historical(self, day: date) -> dict[str, Any]:
-        """`historical/YYYY-MM-DD.json`: the end-of-day rates of one UTC day."""
-        return self.get_json(f"historical/{day.isoformat()}.json")
+        """`historical/YYYY-MM-DD.json`: the end-of-day rates of one UTC day.
+
+        A 404 raises `OXRDayNotAvailable` (no data for that date).
+        """
+        try:
+            body = self.get_json(f"historical/{day.isoformat()}.json")
+        except OXRPermanentError as error:
+            if error.status == 404:
+                raise OXRDayNotAvailable(day) from None
+            raise
+        validate_historical(body, day)
+        return body
 
     def usage(self) -> dict[str, Any]:
         """`usage.json`: plan and quota of the app id (free, not counted)."""
-        return self.get_json("usage.json")
+        body = self.get_json("usage.json")
+        if not isinstance(body, dict):
+            raise OXRDataError("usage.json", None, "(body)", f"is {type(body).__name__}")
+        return body
