@@ -27,7 +27,13 @@ from pipelines import exchange_rates
 from pipelines.environment import Environment
 
 # Loggers whose records belong in the run's logs: our modules at INFO, dlt at its own level.
-_FORWARDED_LOGGERS = ("pipelines.exchange_rates", "sources.exchange_rates", "local_stack.snowpipe")
+_FORWARDED_LOGGERS = (
+    "pipelines.exchange_rates",
+    "pipelines.bucket_files",  # quarantined files
+    "sources.exchange_rates",
+    "sources.open_exchange_rates",  # data-contract warnings (rate jumps, stale latest)
+    "local_stack.snowpipe",
+)
 
 
 @contextmanager

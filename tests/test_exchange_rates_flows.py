@@ -193,3 +193,20 @@ def test_404_on_every_day_fails_the_flow_once(oxr_sandbox: OXRSandbox, data_dir:
     )
     assert state.is_failed() and "all 2 requested days answered 404" in state.message
     assert sorted(oxr_sandbox.historical_dates_requested()) == ["2026-01-01", "2026-01-02"]
+
+
+def test_a_half_written_day_file_is_quarantined_refetched_and_reported(
+    oxr_sandbox: OXRSandbox, data_dir: Path
+) -> None:
+    folder = data_dir / "bucket" / "exchange-rates" / "historical"
+    folder.mkdir(parents=True)
+    (folder / "2026-01-02.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00half")  # a crash mid-copy
+    state = exchange_rates_backfill_flow(
+        start_date="2026-01-01", end_date="2026-01-02", return_state=True
+    )
+    assert state.is_completed()
+    assert len(state.result()["load_info"]["backfill"]["quarantined"]) == 1
+    assert user_rows(data_dir) == ["2026-01-01", "2026-01-02"]
+    logs = "\n".join(run_logs(state))
+    assert "historical/2026-01-02.jsonl.gz does not read back whole" in logs
+    assert "the day will be fetched again" in logs
