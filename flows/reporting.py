@@ -102,6 +102,11 @@ def describe(flow_name: str, summaries: Sequence[dict[str, Any]]) -> str:
                 )
             if backfill.get("quarantined"):
                 line += f"; {len(backfill['quarantined'])} broken file(s) moved to quarantine"
+            if backfill.get("rate_warnings"):
+                line += f"; {len(backfill['rate_warnings'])} rate move(s) over 50% (kept, see logs)"
+        failed = (summary.get("local_pipe") or {}).get("failed") or []
+        if failed:
+            line += "; the pipe could not load: " + ", ".join(f["file"] for f in failed)
         load_ids = summary.get("load_ids") or []
         if load_ids:
             line += f"; load ids {', '.join(load_ids)}"

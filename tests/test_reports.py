@@ -184,3 +184,30 @@ def test_dlt_log_lines_reach_the_flow_run_logs() -> None:
     assert len(dlt_lines) == 1
     assert dlt_lines[0].message.endswith("|dlt says: probe warning")
     assert dlt_lines[0].level == logging.WARNING
+
+
+def test_backfill_description_names_missing_days_quarantine_warnings_and_pipe_failures() -> None:
+    from flows.reporting import describe, report_rows
+
+    summary = {
+        "pipeline": "exchange_rates",
+        "rows": {"historical": 2},
+        "backfill": {
+            "start_date": "2026-01-01",
+            "end_date": "2026-01-04",
+            "days_requested": 4,
+            "days_skipped": 0,
+            "days_loaded": 2,
+            "days_not_available": ["2026-01-02", "2026-01-03"],
+            "quarantined": ["/b/_quarantine/exchange-rates/t/historical/2026-01-04.jsonl.gz"],
+            "rate_warnings": ["2026-01-04 EUR 0.9 -> 5"],
+        },
+        "local_pipe": {"failed": [{"file": "latest/x.jsonl.gz", "error": "EOFError"}]},
+    }
+    text = describe("exchange-rates-backfill", [summary])
+    assert "no data at OXR (404), skipped: 2026-01-02, 2026-01-03" in text
+    assert "1 broken file(s) moved to quarantine" in text
+    assert "1 rate move(s) over 50% (kept, see logs)" in text
+    assert "the pipe could not load: latest/x.jsonl.gz" in text
+    (row,) = report_rows(summary)
+    assert row["days_not_available"] == "2026-01-02, 2026-01-03"
