@@ -11,7 +11,7 @@ import pytest
 from flows.currencies import currencies_weekly_flow, load_currencies
 from local_stack.oxr_sandbox import OXRSandbox
 from local_stack.oxr_sandbox import currencies as sandbox_currencies
-from pipelines.errors import exception_chain
+from pipelines.errors import is_permanent
 from sources.open_exchange_rates import OXRDataError
 
 CURRENCIES_TABLE = "DLT.OPEN_EXCHANGE_RATES.CURRENCIES"
@@ -142,14 +142,14 @@ def test_bad_answer_is_refused_not_retried_and_the_table_is_unchanged(
     oxr_sandbox.reset()
     oxr_sandbox.inject_faults(kind, **params)
     state = currencies_weekly_flow(return_state=True)
-    assert state.is_failed() and "Open Exchange Rates currencies.json" in state.message
-    # dlt wraps errors raised inside a resource; the contract's own message is in the chain
-    (refusal,) = [
-        e
-        for e in exception_chain(state.result(raise_on_failure=False))
-        if isinstance(e, OXRDataError)
-    ]
-    assert str(refusal).startswith(f"Open Exchange Rates currencies.json: field {cause}")
+    assert state.is_failed()
+    # the operator's (and the alert's) message starts with the refusal itself
+    assert state.message.startswith(
+        f"Flow run encountered an exception: OXRDataError: Open Exchange Rates currencies.json: "
+        f"field {cause}"
+    )
+    refusal = state.result(raise_on_failure=False)
+    assert isinstance(refusal, OXRDataError) and is_permanent(refusal)
     assert "refused, nothing written. Fix: " in str(refusal) and "\n" not in str(refusal)
     assert oxr_sandbox.request_count("/api/currencies.json") == 1, "a refusal was retried"
     assert warehouse_count(data_dir) == before

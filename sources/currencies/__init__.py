@@ -41,7 +41,19 @@ def currencies_resource(
     previous_count: int | None = None,
     max_currencies_shrink: float = DEFAULT_MAX_CURRENCIES_SHRINK,
 ) -> DltResource:
-    """One row per currency code; the table is replaced on every run (it is reference data)."""
+    """One row per currency code; the table is replaced on every run (it is reference data).
+
+    The answer is fetched and checked here, when the resource is made, not inside its generator:
+    dlt wraps a generator's exception in its own step error, and the operator's failure message
+    would then start with dlt's wrapper instead of the refusal.
+    """
+    loaded_at = datetime.now(UTC)
+    answer = client.currencies()  # validated: codes, names, non-empty
+    check_currencies_shrink(len(answer), previous_count, max_currencies_shrink)
+    rows = [
+        {"code": code, "name": name, "_loaded_at": loaded_at}
+        for code, name in sorted(answer.items())
+    ]
 
     @dlt.resource(
         name="currencies",
@@ -54,12 +66,6 @@ def currencies_resource(
         },
     )
     def _currencies() -> Iterator[list[dict[str, Any]]]:
-        loaded_at = datetime.now(UTC)
-        answer = client.currencies()  # validated: codes, names, non-empty
-        check_currencies_shrink(len(answer), previous_count, max_currencies_shrink)
-        yield [
-            {"code": code, "name": name, "_loaded_at": loaded_at}
-            for code, name in sorted(answer.items())
-        ]
+        yield rows
 
     return _currencies

@@ -129,13 +129,18 @@ def rate_row(payload: dict[str, Any], rate_date: date, loaded_at: datetime) -> d
 
 
 def latest_resource(client: OpenExchangeRatesClient) -> DltResource:
-    """`latest.json` as one row; its rate date is the UTC day of OXR's `timestamp`."""
+    """`latest.json` as one row; its rate date is the UTC day of OXR's `timestamp`.
+
+    Fetched and checked when the resource is made, so a refusal reaches the operator as itself,
+    not wrapped in dlt's extract-step error.
+    """
+    payload = client.latest()
+    published = datetime.fromtimestamp(int(payload["timestamp"]), UTC)
+    row = rate_row(payload, published.date(), datetime.now(UTC))
 
     @dlt.resource(name=LATEST_TABLE, write_disposition="append", columns=RATE_COLUMNS)
     def latest() -> Iterator[dict[str, Any]]:
-        payload = client.latest()
-        published = datetime.fromtimestamp(int(payload["timestamp"]), UTC)
-        yield rate_row(payload, published.date(), datetime.now(UTC))
+        yield row
 
     return latest
 
