@@ -83,20 +83,20 @@ import importlib.util
 import io
 import json
 import re
-import signal
 import sys
 import threading
 import time
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from local_stack.http_service import HOST, LoopbackHTTPServer, LoopbackHTTPService
+
 DEFAULT_SANDBOX_APP_ID = "sandbox-app-id"
-HOST = "127.0.0.1"
 
 DISCLAIMER = "Usage subject to terms: https://openexchangerates.org/terms"
 LICENSE = "https://openexchangerates.org/license"
@@ -367,36 +367,27 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body go out in separate writes; without TCP_NODELAY, Nagle plus the client's
     # delayed ACK added ~40 ms to every keep-alive request.
     disable_nagle_algorithm = True
-    server: _SandboxHTTPServer
+    server: LoopbackHTTPServer
 
     def do_GET(self) -> None:
-        self.server.sandbox._handle(self, "GET")
+        self.server.service._handle(self, "GET")
 
     def do_POST(self) -> None:
-        self.server.sandbox._handle(self, "POST")
+        self.server.service._handle(self, "POST")
 
     def do_DELETE(self) -> None:
-        self.server.sandbox._handle(self, "DELETE")
+        self.server.service._handle(self, "DELETE")
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Silenced: the default line includes the query string, i.e. possibly the app id."""
 
     def log_message(self, format: str, *args: Any) -> None:
         """Never echo request lines (they may carry `app_id=`); say only that one was rejected."""
-        if self.server.sandbox.verbose:
+        if self.server.service.verbose:
             sys.stderr.write("oxr-sandbox: malformed request rejected\n")
 
 
-class _SandboxHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], sandbox: OXRSandbox) -> None:
-        self.sandbox = sandbox
-        super().__init__(address, _Handler)
-
-
-class OXRSandbox:
+class OXRSandbox(LoopbackHTTPService):
     """In-process OXR-compatible server with quota, plan, latency and fault knobs."""
 
     def __init__(
@@ -412,8 +403,7 @@ class OXRSandbox:
     ) -> None:
         if host != HOST:
             raise ValueError("the sandbox only listens on 127.0.0.1")
-        self._host = host
-        self._requested_port = port
+        super().__init__(_Handler, port, name="oxr-sandbox")
         self._app_ids = frozenset(app_ids)
         self.monthly_quota = monthly_quota  # None = unlimited (usage.json then reports -1)
         self._initial_requests_used = requests_used
@@ -424,53 +414,13 @@ class OXRSandbox:
         self._lock = threading.Lock()
         self._faults: collections.deque[_Fault] = collections.deque()
         self._log: list[dict[str, Any]] = []
-        self._server: _SandboxHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # ---- lifecycle --------------------------------------------------------------------------
-
-    def start(self) -> OXRSandbox:
-        """Bind and serve in a daemon thread; returns self for `with OXRSandbox().start()`."""
-        if self._server is not None:
-            return self
-        self._server = _SandboxHTTPServer((self._host, self._requested_port), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"oxr-sandbox-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> OXRSandbox:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        """The bound port (useful with port=0)."""
-        if self._server is None:
-            raise RuntimeError("sandbox not started")
-        return int(self._server.server_address[1])
 
     @property
     def base_url(self) -> str:
         """`http://127.0.0.1:<port>/api/`, the value a client uses as OXR's base URL."""
-        return f"http://{self._host}:{self.port}/api/"
+        return f"{super().base_url}/api/"
 
     # ---- knobs ------------------------------------------------------------------------------
 
@@ -849,29 +799,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-
     load_series()  # warm the cache so the first request is as fast as the rest
-    sandbox = OXRSandbox(
+    OXRSandbox(
         port=args.port,
         app_ids=tuple(args.app_id or (DEFAULT_SANDBOX_APP_ID,)),
         monthly_quota=args.quota,
         requests_used=args.requests_used,
         latency_seconds=args.latency_ms / 1000.0,
         verbose=True,
-    ).start()
-    print(f"OXR sandbox listening on {sandbox.base_url}", flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        sandbox.stop()
+    ).run_until_signalled("OXR sandbox listening on {service.base_url}")
     return 0
 
 

@@ -21,11 +21,11 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
+from local_stack.http_service import LoopbackHTTPServer, LoopbackHTTPService
 from pipelines.environment import data_dir
 
 SLACK_PATH = "/slack/alerts"
@@ -68,11 +68,11 @@ def is_pagerduty(record: dict[str, Any]) -> bool:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _RecordingServer
+    server: LoopbackHTTPServer
 
     def do_GET(self) -> None:
         if self.path == HEALTH_PATH:
-            self._answer(200, {"status": "ok", "received": self.server.receiver.count()})
+            self._answer(200, {"status": "ok", "received": self.server.service.count()})
         else:
             self._answer(404, {"error": "only POST is recorded"})
 
@@ -84,7 +84,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = raw.decode("utf-8", errors="replace")
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _REDACTED_HEADERS}
-        self.server.receiver.record(self.path, headers, body)
+        self.server.service.record(self.path, headers, body)
         if self.path.startswith("/pagerduty"):
             # What Events v2 answers to an accepted event.
             self._answer(202, {"status": "success", "message": "Event processed"})
@@ -103,31 +103,16 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # the JSONL file is the log
 
 
-class _RecordingServer(ThreadingHTTPServer):
-    daemon_threads = True
-    receiver: WebhookReceiver
-
-
-class WebhookReceiver:
+class WebhookReceiver(LoopbackHTTPService):
     """Threaded HTTP server on 127.0.0.1 that records each POST; usable as a context manager."""
 
     def __init__(self, port: int = 0, record_file: Path | None = None) -> None:
+        super().__init__(_Handler, port, name="webhook-receiver")
         self.record_file = record_file or default_record_file()
         self.record_file.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._records: list[dict[str, Any]] = []
-        self._server = _RecordingServer(("127.0.0.1", port), _Handler)
-        self._server.receiver = self
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def slack_url(self) -> str:
@@ -136,28 +121,6 @@ class WebhookReceiver:
     @property
     def pagerduty_url(self) -> str:
         return self.base_url + PAGERDUTY_PATH
-
-    def start(self) -> WebhookReceiver:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="webhook-receiver", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> WebhookReceiver:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def record(self, path: str, headers: dict[str, str], body: Any) -> dict[str, Any]:
         entry = {
@@ -214,17 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--file", type=Path, help=f"JSONL file (default {default_record_file()})")
     args = parser.parse_args(argv)
     receiver = WebhookReceiver(port=args.port, record_file=args.file)
-    print(
-        f"webhook receiver on {receiver.base_url} (Slack {SLACK_PATH}, PagerDuty "
-        f"{PAGERDUTY_PATH}), recording to {receiver.record_file}",
-        flush=True,
+    receiver.run_until_signalled(
+        f"webhook receiver on {{service.base_url}} (Slack {SLACK_PATH}, PagerDuty "
+        f"{PAGERDUTY_PATH}), recording to {receiver.record_file}"
     )
-    try:
-        receiver._server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        receiver._server.server_close()
     return 0
 
 
