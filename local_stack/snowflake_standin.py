@@ -1,0 +1,245 @@
+"""The rehearsal's Snowflake: fakesnow's HTTP server, with the few gaps it has patched server side.
+
+`python -m local_stack.snowflake_standin --port P [--db-path DIR] [--mirror DIR]` serves
+Snowflake's wire protocol on 127.0.0.1 for the real `snowflake.connector` (and so for dlt's
+`snowflake` destination, unchanged). fakesnow 0.11.20 runs most of what production sends; what
+it lacks is bridged HERE, never in product code, each for a reason docs/rehearsal.md lists:
+
+1. Several statements in one request (dlt sends its CREATE TABLEs and its staging swaps as one
+   multi-statement query, as Snowflake allows): split and run one by one, last result returned.
+2. `PUT ... '@"SCHEMA"."%TABLE"/"load_id"' OVERWRITE = TRUE, AUTO_COMPRESS = FALSE` and
+   `COPY ... FROM '@...' FILE_FORMAT = (TYPE = 'JSON', ...)`: fakesnow's parser wants the stage
+   unquoted and options without commas, Snowflake accepts both.
+3. `COPY INTO t FROM @stage FILE_FORMAT = (TYPE = 'JSON') MATCH_BY_COLUMN_NAME = ...` (dlt's
+   default jsonl load): fakesnow matches columns by name for parquet only, so the staged JSON
+   file is converted to parquet inside the stand-in's internal stage and loaded as parquet.
+4. Account objects (warehouses, roles, users, grants, storage integrations) are accepted and
+   ignored: fakesnow has no access control, so the rehearsal proves no privilege.
+5. `CREATE PIPE ... AS COPY ...` is recorded, not run: the pipe stand-in
+   (`local_stack/snowpipe_standin.py`) plays Snowpipe. `SYSTEM$PIPE_STATUS` answers from that
+   record and `INFORMATION_SCHEMA.COPY_HISTORY` from fakesnow's own load history.
+6. External S3 stages: fakesnow reads files through DuckDB, whose `httpfs` extension cannot be
+   downloaded offline, so a stage's `s3://bucket/...` URL is served from `--mirror`, a local
+   folder the pipe stand-in fills from the bucket (moto) before each COPY.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+# Account-level objects fakesnow cannot create; accepted as no-ops (see 4. above).
+ACCOUNT_STATEMENTS: tuple[str, ...] = (
+    r"^\s*CREATE\s+(OR\s+REPLACE\s+)?(WAREHOUSE|ROLE|USER|STORAGE\s+INTEGRATION)\b",
+    r"^\s*ALTER\s+(WAREHOUSE|ROLE|USER|STORAGE\s+INTEGRATION|PIPE)\b",
+    r"^\s*(GRANT|REVOKE)\b",
+    r"^\s*USE\s+(ROLE|WAREHOUSE|SECONDARY\s+ROLES)\b",
+)
+_STAGE_LITERAL = re.compile(r"'(@[^']*)'")
+_FILE_FORMAT = re.compile(r"FILE_FORMAT\s*=\s*\(([^)]*)\)", re.IGNORECASE)
+_PUT_OPTIONS = re.compile(r",\s*(?=(OVERWRITE|AUTO_COMPRESS|PARALLEL|SOURCE_COMPRESSION)\b)", re.I)
+_JSON_MATCH_BY_NAME = re.compile(
+    r"^\s*COPY\s+INTO\s+(?P<table>\S+)\s+FROM\s+@(?P<stage>\S+)(?P<middle>.*?)"
+    r"FILE_FORMAT\s*=\s*\(\s*TYPE\s*=\s*'?JSON'?[^)]*\)\s*"
+    r"MATCH_BY_COLUMN_NAME\s*=\s*'?(?P<match>\w+)'?",
+    re.IGNORECASE | re.DOTALL,
+)
+_CREATE_PIPE = re.compile(
+    r"^\s*CREATE\s+(OR\s+REPLACE\s+)?PIPE\s+(IF\s+NOT\s+EXISTS\s+)?(?P<name>[\w.$\"]+)",
+    re.IGNORECASE,
+)
+_PIPE_STATUS = re.compile(r"SYSTEM\$PIPE_STATUS\(\s*'(?P<name>[^']+)'\s*\)", re.IGNORECASE)
+_COPY_HISTORY = re.compile(
+    r"table\(\s*(?P<db>\w+)\.INFORMATION_SCHEMA\.COPY_HISTORY\(\s*TABLE_NAME\s*=>\s*"
+    r"'(?P<table>[^']+)'\s*,\s*START_TIME\s*=>\s*(?P<start>.*?)\)\s*\)",
+    re.IGNORECASE | re.DOTALL,
+)
+_S3_URL = re.compile(r"URL\s*=\s*'s3://(?P<path>[^']*)'", re.IGNORECASE)
+
+# pipe name (upper case, fully qualified) -> its CREATE PIPE text; lives as long as the server
+PIPES: dict[str, str] = {}
+
+
+def split_statements(sql: str) -> list[str]:
+    """The statements of one request, split on `;` tokens (never inside strings or comments)."""
+    from fakesnow.dialect import SnowflakeWithStageCommands
+    from sqlglot.tokens import TokenType
+
+    parts: list[str] = []
+    start = 0
+    for token in SnowflakeWithStageCommands().tokenize(sql):
+        if token.token_type == TokenType.SEMICOLON:
+            parts.append(sql[start : token.start].strip())
+            start = token.end + 1
+    parts.append(sql[start:].strip())
+    return [part for part in parts if part]
+
+
+def normalise_stage_syntax(sql: str) -> str:
+    """Quoted stage names and comma-separated options, as fakesnow's parser wants them."""
+    if not re.match(r"\s*(PUT|COPY\s+INTO)\b", sql, re.IGNORECASE):
+        return sql
+    sql = _STAGE_LITERAL.sub(r"\1", sql)
+    sql = _FILE_FORMAT.sub(lambda m: "FILE_FORMAT = (" + m.group(1).replace(",", " ") + ")", sql)
+    if re.match(r"\s*PUT\b", sql, re.IGNORECASE):
+        sql = _PUT_OPTIONS.sub(" ", sql)
+    return sql
+
+
+def mirror_s3_urls(sql: str, mirror: Path | None) -> str:
+    """`URL = 's3://bucket/path'` of a stage -> the same path in the local mirror folder."""
+    if mirror is None or not re.match(r"\s*CREATE\b.*\bSTAGE\b", sql, re.I | re.S):
+        return sql
+    return _S3_URL.sub(lambda m: f"URL = '{(mirror / m.group('path')).as_posix()}/'", sql)
+
+
+def _pipe_name(name: str, database: str | None, schema: str | None) -> str:
+    parts = [p.strip('"').upper() for p in name.split(".")]
+    if len(parts) == 1:
+        parts = [str(schema).upper(), *parts]
+    if len(parts) == 2:
+        parts = [str(database).upper(), *parts]
+    return ".".join(parts)
+
+
+def pipe_status_sql(name: str, cursor: Any) -> str:
+    """`SYSTEM$PIPE_STATUS` as Snowflake shapes it, from the record and the load history."""
+    import snowflake.connector.errors
+
+    if name not in PIPES:
+        raise snowflake.connector.errors.ProgrammingError(
+            msg=f"SQL compilation error:\nPipe '{name}' does not exist or not authorized.",
+            errno=2003,
+            sqlstate="02000",
+        )
+    database = name.split(".", 1)[0]
+    cursor.execute(
+        f"SELECT max(last_load_time) FROM {database}._fs_information_schema._fs_load_history "
+        "WHERE status = 'LOADED'"
+    )
+    row = cursor.fetchone()
+    status: dict[str, Any] = {"executionState": "RUNNING", "pendingFileCount": 0}
+    if row and row[0] is not None:
+        status["lastIngestedTimestamp"] = row[0].astimezone(UTC).isoformat()
+    text = json.dumps(status).replace("'", "''")
+    return f"SELECT '{text}'"
+
+
+def copy_history_sql(database: str, table: str, start: str) -> str:
+    """`COPY_HISTORY(...)` over fakesnow's load history (files skipped as loaded are not in it)."""
+    db, schema, name = (p.strip('"').upper() for p in table.split("."))
+    return (
+        "(SELECT file_name, 'Loaded' AS status, first_error_message, last_load_time, "
+        "error_count, row_count FROM "
+        f"{database}._fs_information_schema._fs_load_history "
+        f"WHERE status = 'LOADED' AND upper(schema_name) = '{schema}' "
+        f"AND upper(table_name) = '{name}' AND last_load_time >= {start})"
+    )
+
+
+def json_copy_as_parquet(sql: str, database: str | None, schema: str | None) -> str:
+    """A jsonl COPY matched by column name -> the same file converted to parquet, then COPY."""
+    match = _JSON_MATCH_BY_NAME.match(sql)
+    if match is None:
+        return sql
+    import duckdb
+    from fakesnow.transforms import stage
+
+    var, _, path = match.group("stage").partition("/")
+    catalog, stage_schema, stage_name = stage.parts_from_var(var, database, schema)
+    source = Path(stage.internal_dir(f"{catalog}.{stage_schema}.{stage_name}", path))
+    target = source.with_name(source.name.split(".", 1)[0] + ".converted.parquet")
+    with duckdb.connect() as conn:
+        conn.execute(
+            f"COPY (SELECT * FROM read_json_auto('{source.as_posix()}', format = "
+            "'newline_delimited')) TO " + f"'{target.as_posix()}' (FORMAT PARQUET)"
+        )
+    converted_path = path.rsplit("/", 1)[0] + "/" + target.name if "/" in path else target.name
+    return (
+        f"COPY INTO {match.group('table')} FROM @{var}/{converted_path}{match.group('middle')}"
+        f"FILE_FORMAT = (TYPE = PARQUET) MATCH_BY_COLUMN_NAME = {match.group('match').upper()}"
+    )
+
+
+def install(mirror: Path | None = None) -> None:
+    """Patch fakesnow's cursor so the server runs what production's client sends."""
+    from fakesnow.cursor import FakeSnowflakeCursor
+
+    original = FakeSnowflakeCursor.execute
+    if getattr(original, "_rehearsal_standin", False):
+        return
+
+    def execute(self: Any, command: str, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("server"):
+            return original(self, command, *args, **kwargs)
+        statements = [command] if kwargs.get("binding_params") else split_statements(command)
+        result = self
+        for statement in statements or [command]:
+            result = original(self, _rewrite(self, statement), *args, **kwargs)
+        return result
+
+    execute._rehearsal_standin = True  # type: ignore[attr-defined]
+
+    def _rewrite(cursor: Any, statement: str) -> str:
+        conn = cursor._conn  # noqa: SLF001 - fakesnow's own connection of this cursor
+        if pipe := _CREATE_PIPE.match(statement):
+            name = _pipe_name(pipe.group("name"), conn.database, conn.schema)
+            if name not in PIPES or pipe.group(1):
+                PIPES[name] = statement
+            return "SELECT 'Statement executed successfully.' AS status"
+        if status := _PIPE_STATUS.search(statement):
+            return pipe_status_sql(status.group("name").upper(), cursor._duck_conn)  # noqa: SLF001
+        if history := _COPY_HISTORY.search(statement):
+            replacement = copy_history_sql(
+                history.group("db"), history.group("table"), history.group("start")
+            )
+            return statement[: history.start()] + replacement + statement[history.end() :]
+        statement = normalise_stage_syntax(mirror_s3_urls(statement, mirror))
+        return json_copy_as_parquet(statement, conn.database, conn.schema)
+
+    FakeSnowflakeCursor.execute = execute  # type: ignore[method-assign]
+
+
+def serve(port: int, db_path: Path | None, mirror: Path | None) -> None:
+    """Run until SIGTERM/SIGINT."""
+    # Take the function before `fakesnow.server` (the module) shadows it on the package.
+    from fakesnow import server as fakesnow_server
+
+    import fakesnow.server
+    from fakesnow.instance import FakeSnow
+
+    install(mirror)
+    fakesnow.server.shared_fs = FakeSnow(
+        db_path=str(db_path) if db_path else None, nop_regexes=list(ACCOUNT_STATEMENTS)
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with fakesnow_server(port=port, host="127.0.0.1"):
+        print(f"Snowflake stand-in on 127.0.0.1:{port} since {datetime.now(UTC):%H:%M:%S}")
+        stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local_stack.snowflake_standin")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--db-path", type=Path, help="keep databases as DuckDB files here")
+    parser.add_argument("--mirror", type=Path, help="local folder serving s3:// stage URLs")
+    args = parser.parse_args(argv)
+    if args.db_path:
+        args.db_path.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("FAKESNOW_DEBUG", "")
+    serve(args.port, args.db_path, args.mirror)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
