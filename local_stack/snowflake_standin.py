@@ -8,8 +8,9 @@ it lacks is bridged HERE, never in product code, each for a reason docs/rehearsa
 1. Several statements in one request (dlt sends its CREATE TABLEs and its staging swaps as one
    multi-statement query, as Snowflake allows): split and run one by one, last result returned.
 2. `PUT ... '@"SCHEMA"."%TABLE"/"load_id"' OVERWRITE = TRUE, AUTO_COMPRESS = FALSE` and
-   `COPY ... FROM '@...' FILE_FORMAT = (TYPE = 'JSON', ...)`: fakesnow's parser wants the stage
-   unquoted and options without commas, Snowflake accepts both.
+   `COPY ... FROM '@...' FILE_FORMAT = (TYPE = 'JSON', ...) MATCH_BY_COLUMN_NAME='...'`:
+   fakesnow's parser wants the stage unquoted, options without commas and the match mode
+   unquoted; Snowflake accepts all three.
 3. `COPY INTO t FROM @stage FILE_FORMAT = (TYPE = 'JSON') MATCH_BY_COLUMN_NAME = ...` (dlt's
    default jsonl load): fakesnow matches columns by name for parquet only, so the staged JSON
    file is converted to parquet inside the stand-in's internal stage and loaded as parquet.
@@ -21,6 +22,11 @@ it lacks is bridged HERE, never in product code, each for a reason docs/rehearsa
 6. External S3 stages: fakesnow reads files through DuckDB, whose `httpfs` extension cannot be
    downloaded offline, so a stage's `s3://bucket/...` URL is served from `--mirror`, a local
    folder the pipe stand-in fills from the bucket (moto) before each COPY.
+7. COPY with a transformation over JSON (the pipe's `SELECT $1:rate_date::DATE, ...,
+   METADATA$FILENAME ...`): fakesnow treats `$1:x` as a column and has no `METADATA$`
+   columns, so the stand-in runs that COPY itself on fakesnow's DuckDB: the same column mapping
+   translated by `local_stack.snowpipe.copy_select_for_duckdb` (the local pipe's translator),
+   files skipped when the load history has them, load history written (for COPY_HISTORY).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ ACCOUNT_STATEMENTS: tuple[str, ...] = (
 _STAGE_LITERAL = re.compile(r"'(@[^']*)'")
 _FILE_FORMAT = re.compile(r"FILE_FORMAT\s*=\s*\(([^)]*)\)", re.IGNORECASE)
 _PUT_OPTIONS = re.compile(r",\s*(?=(OVERWRITE|AUTO_COMPRESS|PARALLEL|SOURCE_COMPRESSION)\b)", re.I)
+_MATCH_LITERAL = re.compile(r"MATCH_BY_COLUMN_NAME\s*=\s*'(\w+)'", re.IGNORECASE)
 _JSON_MATCH_BY_NAME = re.compile(
     r"^\s*COPY\s+INTO\s+(?P<table>\S+)\s+FROM\s+@(?P<stage>\S+)(?P<middle>.*?)"
     r"FILE_FORMAT\s*=\s*\(\s*TYPE\s*=\s*'?JSON'?[^)]*\)\s*"
@@ -60,6 +67,12 @@ _PIPE_STATUS = re.compile(r"SYSTEM\$PIPE_STATUS\(\s*'(?P<name>[^']+)'\s*\)", re.
 _COPY_HISTORY = re.compile(
     r"table\(\s*(?P<db>\w+)\.INFORMATION_SCHEMA\.COPY_HISTORY\(\s*TABLE_NAME\s*=>\s*"
     r"'(?P<table>[^']+)'\s*,\s*START_TIME\s*=>\s*(?P<start>.*?)\)\s*\)",
+    re.IGNORECASE | re.DOTALL,
+)
+_TRANSFORM_COPY = re.compile(
+    r"^\s*COPY\s+INTO\s+(?P<table>[\w.$]+)\s*\((?P<columns>[^)]*)\)\s*FROM\s*\("
+    r"(?P<select>.*\bFROM\s+@(?P<stage>[\w.$]+)\s*)\)\s*"
+    r"(FILES\s*=\s*\((?P<files>[^)]*)\)\s*)?FILE_FORMAT",
     re.IGNORECASE | re.DOTALL,
 )
 _S3_URL = re.compile(r"URL\s*=\s*'s3://(?P<path>[^']*)'", re.IGNORECASE)
@@ -88,6 +101,7 @@ def normalise_stage_syntax(sql: str) -> str:
     if not re.match(r"\s*(PUT|COPY\s+INTO)\b", sql, re.IGNORECASE):
         return sql
     sql = _STAGE_LITERAL.sub(r"\1", sql)
+    sql = _MATCH_LITERAL.sub(r"MATCH_BY_COLUMN_NAME = \1", sql)
     sql = _FILE_FORMAT.sub(lambda m: "FILE_FORMAT = (" + m.group(1).replace(",", " ") + ")", sql)
     if re.match(r"\s*PUT\b", sql, re.IGNORECASE):
         sql = _PUT_OPTIONS.sub(" ", sql)
@@ -98,7 +112,7 @@ def mirror_s3_urls(sql: str, mirror: Path | None) -> str:
     """`URL = 's3://bucket/path'` of a stage -> the same path in the local mirror folder."""
     if mirror is None or not re.match(r"\s*CREATE\b.*\bSTAGE\b", sql, re.I | re.S):
         return sql
-    return _S3_URL.sub(lambda m: f"URL = '{(mirror / m.group('path')).as_posix()}/'", sql)
+    return _S3_URL.sub(lambda m: f"URL = '{(mirror / m.group('path')).as_uri()}/'", sql)
 
 
 def _pipe_name(name: str, database: str | None, schema: str | None) -> str:
@@ -169,6 +183,87 @@ def json_copy_as_parquet(sql: str, database: str | None, schema: str | None) -> 
     )
 
 
+def copy_with_transformation(cursor: Any, statement: str) -> str:
+    """Run a `COPY INTO t (cols) FROM (SELECT ... FROM @stage) [FILES = (...)]` on DuckDB.
+
+    Returns the SQL that answers the client with Snowflake's COPY result rows
+    (file, status, rows_parsed, rows_loaded).
+    """
+    from fakesnow.transforms import stage
+
+    from local_stack.snowpipe import CopyMapping, copy_select_for_duckdb
+
+    match = _TRANSFORM_COPY.match(statement)
+    assert match is not None
+    conn = cursor._conn  # noqa: SLF001
+    duck = cursor._duck_conn  # noqa: SLF001
+    table = match.group("table").upper()
+    database, schema, name = stage.parts_from_var(match.group("stage"), conn.database, conn.schema)
+    row = duck.execute(
+        "SELECT url FROM _fs_global._fs_information_schema._fs_stages "
+        "WHERE database_name = ? AND schema_name = ? AND name = ?",
+        [database, schema, name],
+    ).fetchone()
+    if not row or not row[0]:
+        raise stage.not_found_error(f"{database}.{schema}.{name}")
+    root = stage.file_path(row[0]).rstrip("/")
+    if match.group("files"):
+        files = [f.strip().strip("'") for f in match.group("files").split(",") if f.strip()]
+    else:
+        files = sorted(
+            str(path.relative_to(root)) for path in Path(root).rglob("*") if path.is_file()
+        )
+    table_db, table_schema, table_name = (
+        [conn.database, conn.schema] + table.split(".")
+    )[-3:]
+    history = f"{table_db}._fs_information_schema._fs_load_history"
+    loaded = {
+        r[0]
+        for r in duck.execute(
+            f"SELECT file_name FROM {history} WHERE table_name = ? AND schema_name = ?",
+            [table_name, table_schema],
+        ).fetchall()
+    }
+    new = [f for f in files if f not in loaded]
+    if not new:
+        return "SELECT 'Copy executed with 0 files processed.' AS status"
+    columns = tuple(c.strip() for c in match.group("columns").split(",") if c.strip())
+    select = re.sub(r"\bFROM\s+@[\w.$]+\s*$", "", match.group("select").strip()).strip()
+    mapping = CopyMapping(table, columns, select + " FROM staged")
+    scan_time = datetime.now(UTC)
+    duck.execute(
+        "CREATE OR REPLACE TEMP TABLE staged_rows AS SELECT r.json, "
+        "substr(r.filename, length(?) + 2) AS stage_path, ?::timestamptz AS scan_time "
+        "FROM read_ndjson_objects(?::varchar[], filename = true) r",
+        [root, scan_time, [f"{root}/{f}" for f in new]],
+    )
+    duck.execute("BEGIN TRANSACTION")
+    try:
+        duck.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) "
+            + copy_select_for_duckdb(mapping, "staged_rows")
+        )
+        duck.execute(
+            f"INSERT INTO {history} (schema_name, file_name, table_name, last_load_time, status, "
+            "row_count, row_parsed, error_count, error_limit) "
+            "SELECT ?, stage_path, ?, ?::timestamptz, 'LOADED', count(*), count(*), 0, 1 "
+            "FROM staged_rows GROUP BY stage_path",
+            [table_schema, table_name, scan_time],
+        )
+        duck.execute("COMMIT")
+    except BaseException:
+        duck.execute("ROLLBACK")
+        raise
+    counts = dict(
+        duck.execute("SELECT stage_path, count(*) FROM staged_rows GROUP BY 1").fetchall()
+    )
+    rows = " UNION ALL ".join(
+        f"SELECT '{f}' AS file, 'LOADED' AS status, {counts.get(f, 0)} AS rows_parsed, "
+        f"{counts.get(f, 0)} AS rows_loaded" for f in new
+    )
+    return rows
+
+
 def install(mirror: Path | None = None) -> None:
     """Patch fakesnow's cursor so the server runs what production's client sends."""
     from fakesnow.cursor import FakeSnowflakeCursor
@@ -189,6 +284,8 @@ def install(mirror: Path | None = None) -> None:
     execute._rehearsal_standin = True  # type: ignore[attr-defined]
 
     def _rewrite(cursor: Any, statement: str) -> str:
+        if _TRANSFORM_COPY.match(statement):
+            return copy_with_transformation(cursor, statement)
         conn = cursor._conn  # noqa: SLF001 - fakesnow's own connection of this cursor
         if pipe := _CREATE_PIPE.match(statement):
             name = _pipe_name(pipe.group("name"), conn.database, conn.schema)

@@ -32,17 +32,34 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 PREFIX = "exchange-rates/"
-_PIPE_COPY = re.compile(r"\bCREATE\s+PIPE\b.*?\bAS\s+(COPY\s+INTO\b.*)$", re.IGNORECASE | re.DOTALL)
+_PIPE_COPY = re.compile(
+    r"\bCREATE\s+PIPE\s+(IF\s+NOT\s+EXISTS\s+)?(?P<name>[\w.$]+).*?\bAS\s+(?P<copy>COPY\s+INTO\b.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
-def pipe_copy_statement(rendered_sql: str) -> str:
-    """The COPY INTO that the DDL's `CREATE PIPE ... AS` defines, verbatim."""
+@dataclass(frozen=True)
+class PipeDefinition:
+    name: str  # DATABASE.SCHEMA.PIPE
+    copy: str  # the pipe's COPY INTO, verbatim
+
+    @property
+    def database(self) -> str:
+        return self.name.split(".")[0]
+
+    @property
+    def schema(self) -> str:
+        return self.name.split(".")[1]
+
+
+def pipe_definition(rendered_sql: str) -> PipeDefinition:
+    """The pipe the DDL's `CREATE PIPE ... AS COPY INTO ...` defines, its COPY verbatim."""
     from infra.snowflake import split_statements
 
     for statement in split_statements(rendered_sql):
         match = _PIPE_COPY.search(statement)
         if match:
-            return match.group(1).strip()
+            return PipeDefinition(match.group("name").upper(), match.group("copy").strip())
     raise ValueError("the Snowflake DDL defines no CREATE PIPE ... AS COPY INTO statement")
 
 
@@ -76,19 +93,26 @@ def mirror_new_objects(s3: Any, bucket: str, mirror: Path, seen: set[str]) -> li
     return new
 
 
+def copy_for_files(copy: str, keys: Sequence[str]) -> str:
+    """The pipe's COPY limited to the notified files, as Snowpipe runs it per notification."""
+    files = ", ".join("'" + key.removeprefix(PREFIX).replace("'", "''") + "'" for key in keys)
+    position = [m.start() for m in re.finditer(r"\bFILE_FORMAT\s*=", copy, re.IGNORECASE)][-1]
+    return f"{copy[:position]}FILES = ({files})\n{copy[position:]}"
+
+
 def sync_once(
     s3: Any, bucket: str, mirror: Path, seen: set[str], execute: Callable[[str], int], copy: str
 ) -> SyncReport:
-    """One poll: mirror what is new, then run the pipe's COPY if anything was."""
+    """One poll: mirror what is new, then run the pipe's COPY for those files."""
     new = mirror_new_objects(s3, bucket, mirror, seen)
-    rows = execute(copy) if new else 0
+    rows = execute(copy_for_files(copy, new)) if new else 0
     if new:
         logger.info("pipe stand-in: %d new object(s), %d row(s) loaded", len(new), rows)
     return SyncReport(new, rows)
 
 
-def snowflake_executor() -> tuple[Callable[[str], int], Callable[[], None]]:
-    """Run SQL with the connector and the credentials dlt resolves for the warehouse."""
+def snowflake_executor(pipe: PipeDefinition) -> tuple[Callable[[str], int], Callable[[], None]]:
+    """Run SQL in the pipe's schema (as Snowpipe does) with dlt's warehouse credentials."""
     import snowflake.connector
     from dlt.common.configuration import resolve_configuration
     from dlt.destinations.impl.snowflake.configuration import SnowflakeCredentials
@@ -96,7 +120,9 @@ def snowflake_executor() -> tuple[Callable[[str], int], Callable[[], None]]:
     credentials = resolve_configuration(
         SnowflakeCredentials(), sections=("destination", "snowflake")
     )
-    connection = snowflake.connector.connect(**credentials.to_connector_params())
+    params = credentials.to_connector_params()
+    params.update(database=pipe.database, schema=pipe.schema)
+    connection = snowflake.connector.connect(**params)
 
     def execute(sql: str) -> int:
         cursor = connection.cursor()
@@ -111,9 +137,9 @@ def snowflake_executor() -> tuple[Callable[[str], int], Callable[[], None]]:
 def run(bucket: str, mirror: Path, interval: float, once: bool) -> int:
     import boto3
 
-    copy = pipe_copy_statement(rendered_ddl())
+    pipe = pipe_definition(rendered_ddl())
     s3 = boto3.client("s3")
-    execute, close = snowflake_executor()
+    execute, close = snowflake_executor(pipe)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -121,7 +147,7 @@ def run(bucket: str, mirror: Path, interval: float, once: bool) -> int:
     try:
         while True:
             try:
-                sync_once(s3, bucket, mirror, seen, execute, copy)
+                sync_once(s3, bucket, mirror, seen, execute, pipe.copy)
             except Exception:  # keep polling, as Snowpipe does; the error is in the log
                 if once:
                     raise
