@@ -27,17 +27,23 @@ it lacks is bridged HERE, never in product code, each for a reason docs/rehearsa
    columns, so the stand-in runs that COPY itself on fakesnow's DuckDB: the same column mapping
    translated by `local_stack.snowpipe.copy_select_for_duckdb` (the local pipe's translator),
    files skipped when the load history has them, load history written (for COPY_HISTORY).
+8. TRUNCATE inside a transaction: Snowflake counts TRUNCATE as DML, so with autocommit off it
+   joins the open transaction (dlt's full refresh: TRUNCATE + INSERT, then COMMIT); fakesnow
+   opens its implicit transaction for INSERT/UPDATE/DELETE/MERGE/COPY only and ran the
+   TRUNCATE on its own, committed at once: readers saw an empty table. The stand-in opens the
+   transaction first (tests/test_rehearsal.py fails without it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import signal
 import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -75,6 +81,7 @@ _TRANSFORM_COPY = re.compile(
     r"(FILES\s*=\s*\((?P<files>[^)]*)\)\s*)?FILE_FORMAT",
     re.IGNORECASE | re.DOTALL,
 )
+_TRUNCATE = re.compile(r"^\s*TRUNCATE\b", re.IGNORECASE)
 _S3_URL = re.compile(r"URL\s*=\s*'s3://(?P<path>[^']*)'", re.IGNORECASE)
 
 # pipe name (upper case, fully qualified) -> its CREATE PIPE text; lives as long as the server
@@ -195,8 +202,8 @@ def copy_with_transformation(cursor: Any, statement: str) -> str:
 
     match = _TRANSFORM_COPY.match(statement)
     assert match is not None
-    conn = cursor._conn  # noqa: SLF001
-    duck = cursor._duck_conn  # noqa: SLF001
+    conn = cursor._conn
+    duck = cursor._duck_conn
     table = match.group("table").upper()
     database, schema, name = stage.parts_from_var(match.group("stage"), conn.database, conn.schema)
     row = duck.execute(
@@ -213,9 +220,7 @@ def copy_with_transformation(cursor: Any, statement: str) -> str:
         files = sorted(
             str(path.relative_to(root)) for path in Path(root).rglob("*") if path.is_file()
         )
-    table_db, table_schema, table_name = (
-        [conn.database, conn.schema] + table.split(".")
-    )[-3:]
+    table_db, table_schema, table_name = ([conn.database, conn.schema] + table.split("."))[-3:]
     history = f"{table_db}._fs_information_schema._fs_load_history"
     loaded = {
         r[0]
@@ -259,12 +264,33 @@ def copy_with_transformation(cursor: Any, statement: str) -> str:
     )
     rows = " UNION ALL ".join(
         f"SELECT '{f}' AS file, 'LOADED' AS status, {counts.get(f, 0)} AS rows_parsed, "
-        f"{counts.get(f, 0)} AS rows_loaded" for f in new
+        f"{counts.get(f, 0)} AS rows_loaded"
+        for f in new
     )
     return rows
 
 
-def install(mirror: Path | None = None) -> None:
+@dataclass(frozen=True)
+class Pause:
+    """Fault injection for tests: hold the session after statements matching `pattern`.
+
+    A reader in another session then sees what the database shows in that instant, e.g. the
+    products table right after a full refresh emptied it (it must still be the old table).
+    """
+
+    pattern: re.Pattern[str]
+    seconds: float
+
+
+def _join_open_transaction(cursor: Any) -> None:
+    """With autocommit off, start the implicit transaction a DML statement starts in Snowflake."""
+    conn = cursor._conn
+    if not conn._autocommit and not conn._in_transaction:
+        cursor._duck_conn.begin()
+        conn._in_transaction = True
+
+
+def install(mirror: Path | None = None, pause: Pause | None = None) -> None:
     """Patch fakesnow's cursor so the server runs what production's client sends."""
     from fakesnow.cursor import FakeSnowflakeCursor
 
@@ -278,7 +304,11 @@ def install(mirror: Path | None = None) -> None:
         statements = [command] if kwargs.get("binding_params") else split_statements(command)
         result = self
         for statement in statements or [command]:
+            if _TRUNCATE.match(statement):
+                _join_open_transaction(self)
             result = original(self, _rewrite(self, statement), *args, **kwargs)
+            if pause is not None and pause.pattern.search(statement):
+                time.sleep(pause.seconds)
         return result
 
     execute._rehearsal_standin = True  # type: ignore[attr-defined]
@@ -286,14 +316,14 @@ def install(mirror: Path | None = None) -> None:
     def _rewrite(cursor: Any, statement: str) -> str:
         if _TRANSFORM_COPY.match(statement):
             return copy_with_transformation(cursor, statement)
-        conn = cursor._conn  # noqa: SLF001 - fakesnow's own connection of this cursor
+        conn = cursor._conn
         if pipe := _CREATE_PIPE.match(statement):
             name = _pipe_name(pipe.group("name"), conn.database, conn.schema)
             if name not in PIPES or pipe.group(1):
                 PIPES[name] = statement
             return "SELECT 'Statement executed successfully.' AS status"
         if status := _PIPE_STATUS.search(statement):
-            return pipe_status_sql(status.group("name").upper(), cursor._duck_conn)  # noqa: SLF001
+            return pipe_status_sql(status.group("name").upper(), cursor._duck_conn)
         if history := _COPY_HISTORY.search(statement):
             replacement = copy_history_sql(
                 history.group("db"), history.group("table"), history.group("start")
@@ -305,15 +335,14 @@ def install(mirror: Path | None = None) -> None:
     FakeSnowflakeCursor.execute = execute  # type: ignore[method-assign]
 
 
-def serve(port: int, db_path: Path | None, mirror: Path | None) -> None:
+def serve(port: int, db_path: Path | None, mirror: Path | None, pause: Pause | None) -> None:
     """Run until SIGTERM/SIGINT."""
     # Take the function before `fakesnow.server` (the module) shadows it on the package.
-    from fakesnow import server as fakesnow_server
-
     import fakesnow.server
+    from fakesnow import server as fakesnow_server
     from fakesnow.instance import FakeSnow
 
-    install(mirror)
+    install(mirror, pause)
     fakesnow.server.shared_fs = FakeSnow(
         db_path=str(db_path) if db_path else None, nop_regexes=list(ACCOUNT_STATEMENTS)
     )
@@ -330,11 +359,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--db-path", type=Path, help="keep databases as DuckDB files here")
     parser.add_argument("--mirror", type=Path, help="local folder serving s3:// stage URLs")
+    parser.add_argument("--pause-after", help="tests: regex of statements to hold after")
+    parser.add_argument("--pause-seconds", type=float, default=2.0)
     args = parser.parse_args(argv)
     if args.db_path:
         args.db_path.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("FAKESNOW_DEBUG", "")
-    serve(args.port, args.db_path, args.mirror)
+    pause = (
+        Pause(re.compile(args.pause_after, re.IGNORECASE), args.pause_seconds)
+        if args.pause_after
+        else None
+    )
+    serve(args.port, args.db_path, args.mirror, pause)
     return 0
 
 

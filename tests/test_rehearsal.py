@@ -38,14 +38,17 @@ PRODUCTS = "DLT.APPLICATION_DATA.PRODUCTS"
 EXCHANGE_RATES = "SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES"
 LATEST_VIEW = "SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_LATEST"
 SEEDED_ROWS = 300
+EMPTIES_PRODUCTS = (
+    r'^\s*(DELETE\s+FROM|TRUNCATE\s+(TABLE\s+)?)\s*"?APPLICATION_DATA"?\."?PRODUCTS"?'
+)
 
 
 @pytest.fixture(scope="module")
 def stand_ins(
     tmp_path_factory: pytest.TempPathFactory,
     moto_server: MotoServer,  # noqa: F811
-    postgres_cluster,  # noqa: ANN001, F811
-    oxr_sandbox_server,  # noqa: ANN001
+    postgres_cluster,  # noqa: F811
+    oxr_sandbox_server,
 ) -> Iterator[StandIns]:
     """The Snowflake stand-in (a process), moto, PostgreSQL, the sandbox; DDL applied."""
     import psycopg
@@ -55,7 +58,10 @@ def stand_ins(
     log = open(base / "snowflake.log", "wb")  # noqa: SIM115 - closed at teardown
     server = subprocess.Popen(
         [sys.executable, "-m", "local_stack.snowflake_standin", "--port", str(port)]
-        + ["--mirror", str(base / "mirror")],
+        + ["--mirror", str(base / "mirror")]
+        # hold every statement that empties or trims the products table: a reader must still
+        # see the old table meanwhile (it does only inside the swap's transaction)
+        + ["--pause-after", EMPTIES_PRODUCTS, "--pause-seconds", "1.5"],
         cwd=PROJECT_DIR,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -207,7 +213,9 @@ def test_products_merge_incremental_then_full_refresh_readers_keep_the_old_table
     thread = threading.Thread(target=reader)
     thread.start()
     try:
-        run_production(stand_ins, "from pipelines.products import run\nrun(environment, full_refresh=True)\n")
+        run_production(
+            stand_ins, "from pipelines.products import run\nrun(environment, full_refresh=True)\n"
+        )
     finally:
         stop.set()
         thread.join()
