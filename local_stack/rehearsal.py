@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from local_stack import postgres, processes, stack
-from local_stack.rehearsal_config import StandIns, aws_client, production_env, provision_aws
 from local_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID
+from local_stack.rehearsal_config import StandIns, aws_client, production_env, provision_aws
 from pipelines.environment import DATA_DIR_VAR, PROJECT_DIR, data_dir
 
 MOTO = "rehearsal-moto"
@@ -96,7 +96,9 @@ def _bin(name: str) -> str:
 
 def _start_moto() -> str:
     port = processes.choose_port(MOTO, processes.free_port())
-    processes.start(MOTO, [_bin("moto_server"), "-H", "127.0.0.1", "-p", str(port)], stack.base_env())
+    processes.start(
+        MOTO, [_bin("moto_server"), "-H", "127.0.0.1", "-p", str(port)], stack.base_env()
+    )
     url = f"http://127.0.0.1:{port}"
     processes.wait_until(lambda: processes.http_ok(url), "moto", 60, processes.log_file(MOTO))
     return url
@@ -105,9 +107,14 @@ def _start_moto() -> str:
 def _start_snowflake(root: Path) -> int:
     port = processes.choose_port(SNOWFLAKE, processes.free_port())
     argv = [sys.executable, "-m", "local_stack.snowflake_standin", "--port", str(port)]
-    processes.start(SNOWFLAKE, [*argv, "--mirror", str(root / "mirror")], stack.base_env(), PROJECT_DIR)
+    processes.start(
+        SNOWFLAKE, [*argv, "--mirror", str(root / "mirror")], stack.base_env(), PROJECT_DIR
+    )
     processes.wait_until(
-        lambda: not processes.port_is_free(port), "Snowflake stand-in", 60, processes.log_file(SNOWFLAKE)
+        lambda: not processes.port_is_free(port),
+        "Snowflake stand-in",
+        60,
+        processes.log_file(SNOWFLAKE),
     )
     return port
 
@@ -117,11 +124,13 @@ def _bare_clone(root: Path) -> tuple[str, str, list[str]]:
     notes = []
     commit = _run(["git", "rev-parse", "HEAD"], dict(os.environ), "git rev-parse").strip()
     if _run(["git", "status", "--porcelain"], dict(os.environ), "git status").strip():
-        notes.append(
-            f"uncommitted changes are NOT rehearsed: runs clone the commit {commit[:12]}"
-        )
+        notes.append(f"uncommitted changes are NOT rehearsed: runs clone the commit {commit[:12]}")
     repository = root / "repository.git"
-    _run(["git", "clone", "--quiet", "--bare", str(PROJECT_DIR), str(repository)], dict(os.environ), "git clone --bare")
+    _run(
+        ["git", "clone", "--quiet", "--bare", str(PROJECT_DIR), str(repository)],
+        dict(os.environ),
+        "git clone --bare",
+    )
     return repository.as_uri(), commit, notes
 
 
@@ -176,8 +185,17 @@ def start(progress: Callable[[str], None] = print) -> Rehearsal:
     step("Snowflake DDL applied (010, 020) through `data-pipelines apply snowflake`")
     processes.start(
         PIPE,
-        [sys.executable, "-m", "local_stack.snowpipe_standin", "--bucket", stand_ins.bucket]
-        + ["--mirror", str(root / "mirror"), "--interval", "2"],
+        [
+            sys.executable,
+            "-m",
+            "local_stack.snowpipe_standin",
+            "--bucket",
+            stand_ins.bucket,
+            "--mirror",
+            str(root / "mirror"),
+            "--interval",
+            "2",
+        ],
         env,
         PROJECT_DIR,
     )
@@ -189,7 +207,11 @@ def start(progress: Callable[[str], None] = print) -> Rehearsal:
     env = dict(env, PREFECT_API_URL=api_url, PREFECT_HOME=str(root / "prefect-client"))
     env.update({"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"})
     cli = _bin("data-pipelines")
-    _run([cli, "apply", "prefect", "--git-repository", repository, "--git-commit", commit], env, "apply prefect")
+    _run(
+        [cli, "apply", "prefect", "--git-repository", repository, "--git-commit", commit],
+        env,
+        "apply prefect",
+    )
     _run([cli, "apply", "alerting"], env, "apply alerting")
     _run([_bin("prefect"), "--no-prompt", "deploy", "--all"], env, "prefect deploy --all")
     step(f"Prefect {api_url}: pool, variables, alerting blocks, deployments")
@@ -204,8 +226,15 @@ def start(progress: Callable[[str], None] = print) -> Rehearsal:
     worker_env.pop("PYTHONPATH", None)
     processes.start(
         WORKER,
-        [str(venv / "bin" / "prefect"), "worker", "start", "--pool", "production"]
-        + ["--name", "rehearsal-worker"],
+        [
+            str(venv / "bin" / "prefect"),
+            "worker",
+            "start",
+            "--pool",
+            "production",
+            "--name",
+            "rehearsal-worker",
+        ],
         worker_env,
         root,
     )

@@ -39,8 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import signal
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -156,7 +154,7 @@ def pipe_status_sql(name: str, cursor: Any) -> str:
 
 def copy_history_sql(database: str, table: str, start: str) -> str:
     """`COPY_HISTORY(...)` over fakesnow's load history (files skipped as loaded are not in it)."""
-    db, schema, name = (p.strip('"').upper() for p in table.split("."))
+    _db, schema, name = (p.strip('"').upper() for p in table.split("."))
     return (
         "(SELECT file_name, 'Loaded' AS status, first_error_message, last_load_time, "
         "error_count, row_count FROM "
@@ -220,7 +218,7 @@ def copy_with_transformation(cursor: Any, statement: str) -> str:
         files = sorted(
             str(path.relative_to(root)) for path in Path(root).rglob("*") if path.is_file()
         )
-    table_db, table_schema, table_name = ([conn.database, conn.schema] + table.split("."))[-3:]
+    table_db, table_schema, table_name = ([conn.database, conn.schema, *table.split(".")])[-3:]
     history = f"{table_db}._fs_information_schema._fs_load_history"
     loaded = {
         r[0]
@@ -336,22 +334,18 @@ def install(mirror: Path | None = None, pause: Pause | None = None) -> None:
 
 
 def serve(port: int, db_path: Path | None, mirror: Path | None, pause: Pause | None) -> None:
-    """Run until SIGTERM/SIGINT."""
-    # Take the function before `fakesnow.server` (the module) shadows it on the package.
+    """fakesnow's server app under uvicorn (as `fakesnow -s` runs it) until SIGTERM/SIGINT."""
     import fakesnow.server
-    from fakesnow import server as fakesnow_server
+    import uvicorn
     from fakesnow.instance import FakeSnow
 
     install(mirror, pause)
     fakesnow.server.shared_fs = FakeSnow(
         db_path=str(db_path) if db_path else None, nop_regexes=list(ACCOUNT_STATEMENTS)
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with fakesnow_server(port=port, host="127.0.0.1"):
-        print(f"Snowflake stand-in on 127.0.0.1:{port} since {datetime.now(UTC):%H:%M:%S}")
-        stop.wait()
+    config = uvicorn.Config(fakesnow.server.app, host="127.0.0.1", port=port, log_level="info")
+    print(f"Snowflake stand-in on 127.0.0.1:{port} since {datetime.now(UTC):%H:%M:%S}")
+    uvicorn.Server(config).run()  # handles SIGTERM/SIGINT itself
 
 
 def main(argv: Sequence[str] | None = None) -> int:

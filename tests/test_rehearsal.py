@@ -57,11 +57,13 @@ def stand_ins(
     port = processes.free_port()
     log = open(base / "snowflake.log", "wb")  # noqa: SIM115 - closed at teardown
     server = subprocess.Popen(
-        [sys.executable, "-m", "local_stack.snowflake_standin", "--port", str(port)]
-        + ["--mirror", str(base / "mirror")]
-        # hold every statement that empties or trims the products table: a reader must still
-        # see the old table meanwhile (it does only inside the swap's transaction)
-        + ["--pause-after", EMPTIES_PRODUCTS, "--pause-seconds", "1.5"],
+        [
+            *(sys.executable, "-m", "local_stack.snowflake_standin", "--port", str(port)),
+            *("--mirror", str(base / "mirror")),
+            # hold every statement that empties or trims the products table: a reader must
+            # still see the old table meanwhile (it does only inside the swap's transaction)
+            *("--pause-after", EMPTIES_PRODUCTS, "--pause-seconds", "1.5"),
+        ],
         cwd=PROJECT_DIR,
         stdout=log,
         stderr=subprocess.STDOUT,
