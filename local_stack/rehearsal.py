@@ -31,7 +31,13 @@ from pathlib import Path
 
 from local_stack import postgres, processes, stack
 from local_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID
-from local_stack.rehearsal_config import StandIns, aws_client, production_env, provision_aws
+from local_stack.rehearsal_config import (
+    StandIns,
+    admin_connection,
+    aws_client,
+    production_env,
+    provision_aws,
+)
 from pipelines.environment import DATA_DIR_VAR, PROJECT_DIR, data_dir
 
 MOTO = "rehearsal-moto"
@@ -264,21 +270,9 @@ def wait_for_pipe(stand_ins: StandIns, query: Callable[[str], int], timeout: flo
 
 def admin_query(stand_ins: StandIns) -> Callable[[str], int]:
     """One integer from SQL on the stand-in, as an operator (admin user) over the wire."""
-    import snowflake.connector
-
-    from local_stack.rehearsal_config import ADMIN
 
     def run(sql: str) -> int:
-        connection = snowflake.connector.connect(
-            user=ADMIN[0],
-            password=ADMIN[1],
-            account="rehearsal",
-            host="127.0.0.1",
-            port=stand_ins.snowflake_port,
-            protocol="http",
-            network_timeout=30,
-            session_parameters={"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False},
-        )
+        connection = admin_connection(stand_ins)
         try:
             return int(connection.cursor().execute(sql).fetchone()[0])
         finally:

@@ -113,6 +113,22 @@ def secret_documents(stand_ins: StandIns) -> dict[str, str]:
     }
 
 
+def admin_connection(stand_ins: StandIns) -> Any:
+    """A connector session on the Snowflake stand-in as the admin user (an operator's view)."""
+    import snowflake.connector
+
+    return snowflake.connector.connect(
+        user=ADMIN[0],
+        password=ADMIN[1],
+        account="rehearsal",
+        host="127.0.0.1",
+        port=stand_ins.snowflake_port,
+        protocol="http",
+        network_timeout=30,
+        session_parameters={"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False},
+    )
+
+
 def aws_client(stand_ins: StandIns, service: str) -> Any:
     import boto3
 

@@ -21,8 +21,8 @@ import pytest
 from local_stack import processes
 from local_stack.products_data import seed, simulate_day
 from local_stack.rehearsal_config import (
-    ADMIN,
     StandIns,
+    admin_connection,
     aws_client,
     production_env,
     provision_aws,
@@ -129,18 +129,7 @@ def cli(stand_ins: StandIns, *argv: str, check: bool = True) -> subprocess.Compl
 
 def query(stand_ins: StandIns, sql: str) -> list[tuple]:
     """SQL on the stand-in as an operator would run it (the admin user, over the wire)."""
-    import snowflake.connector
-
-    connection = snowflake.connector.connect(
-        user=ADMIN[0],
-        password=ADMIN[1],
-        account="rehearsal",
-        host="127.0.0.1",
-        port=stand_ins.snowflake_port,
-        protocol="http",
-        network_timeout=30,
-        session_parameters={"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False},
-    )
+    connection = admin_connection(stand_ins)
     try:
         return connection.cursor().execute(sql).fetchall()
     finally:
