@@ -1,10 +1,13 @@
-.PHONY: demo test down bench
+.PHONY: demo test down bench rehearse
 
 demo:  ## set up and run the main job on the local default
 	scripts/demo.sh
 
 test:  ## set up and run the test suite
 	scripts/test.sh
+
+rehearse:  ## before your first production deploy: production, unchanged, on local stand-ins
+	scripts/rehearse.sh
 
 down:  ## stop the local stack (data stays in .data)
 	.venv/bin/data-pipelines down

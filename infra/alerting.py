@@ -37,8 +37,8 @@ Secrets (the Slack webhook URL, the PagerDuty routing key) live in the blocks' `
 (stored encrypted, shown obfuscated) and reach the request only through `{{placeholders}}`; they
 come from dlt configuration, never from git: `[alerting] slack_webhook_url`,
 `pagerduty_integration_key`, optional `pagerduty_events_url` (environment
-`ALERTING__SLACK_WEBHOOK_URL`, ..., `.dlt/secrets.toml`, or AWS Secrets Manager secret
-`dlt/alerting` through `pipelines/secrets_manager.py`).
+`ALERTING__SLACK_WEBHOOK_URL`, ..., `.dlt/secrets.toml`, or the `[alerting]` table of the AWS
+Secrets Manager secret `dlt/dlt_secrets_toml` read by dlt's provider; see README).
 
 Applying
 --------
@@ -101,8 +101,8 @@ def settings_from_config() -> AlertingSettings:
         raise ConfigurationError(
             "Alerting is not configured: set [alerting] "
             + " and ".join(missing)
-            + " in .dlt/secrets.toml, the environment, or the AWS Secrets Manager secret "
-            "dlt/alerting (JSON object with those keys)."
+            + " in .dlt/secrets.toml, the environment, or the [alerting] table of the AWS "
+            "Secrets Manager secret dlt/dlt_secrets_toml."
         )
     return AlertingSettings(str(slack), str(routing_key), str(events_url))
 

@@ -102,9 +102,6 @@ def configure_runtime() -> None:
         os.environ.setdefault(name, value)
     Path(os.environ["DLT_LOCAL_DIR"]).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
-    from pipelines.secrets_manager import register_if_enabled
-
-    register_if_enabled()
 
 
 def pipelines_dir() -> str:

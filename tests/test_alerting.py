@@ -254,4 +254,4 @@ def test_missing_alerting_settings_name_what_to_set(monkeypatch: pytest.MonkeyPa
         alerting.settings_from_config()
     assert "ALERTING__SLACK_WEBHOOK_URL" in str(raised.value)
     assert "ALERTING__PAGERDUTY_INTEGRATION_KEY" in str(raised.value)
-    assert "dlt/alerting" in str(raised.value)
+    assert "dlt/dlt_secrets_toml" in str(raised.value)

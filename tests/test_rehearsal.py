@@ -1,0 +1,256 @@
+"""Production, unchanged, against the rehearsal's stand-ins (no Prefect here: tests/ covers it).
+
+Every production step runs in its own process with `production_env()` (endpoints and
+non-secret settings only), so dlt's AWS Secrets Manager provider is switched on at start-up as
+on a worker and every secret comes from moto. Snowflake is the fakesnow stand-in over the wire
+(`local_stack/snowflake_standin.py`), reached by dlt's `snowflake` destination; the pipe is the
+pipe stand-in running the DDL's own COPY.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from local_stack import processes
+from local_stack.products_data import seed, simulate_day
+from local_stack.rehearsal_config import (
+    StandIns,
+    admin_connection,
+    aws_client,
+    production_env,
+    provision_aws,
+    secret_documents,
+)
+from tests.conftest import SANDBOX_APP_ID
+from tests.fixtures.moto import MotoServer, moto_server  # noqa: F401
+from tests.fixtures.postgres import postgres_cluster  # noqa: F401
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+CURRENCIES = "DLT.OPEN_EXCHANGE_RATES.CURRENCIES"
+PRODUCTS = "DLT.APPLICATION_DATA.PRODUCTS"
+EXCHANGE_RATES = "SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES"
+LATEST_VIEW = "SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_LATEST"
+SEEDED_ROWS = 300
+EMPTIES_PRODUCTS = (
+    r'^\s*(DELETE\s+FROM|TRUNCATE\s+(TABLE\s+)?)\s*"?APPLICATION_DATA"?\."?PRODUCTS"?'
+)
+
+
+@pytest.fixture(scope="module")
+def stand_ins(
+    tmp_path_factory: pytest.TempPathFactory,
+    moto_server: MotoServer,  # noqa: F811
+    postgres_cluster,  # noqa: F811
+    oxr_sandbox_server,
+) -> Iterator[StandIns]:
+    """The Snowflake stand-in (a process), moto, PostgreSQL, the sandbox; DDL applied."""
+    import psycopg
+
+    base = tmp_path_factory.mktemp("rehearsal")
+    port = processes.free_port()
+    log = open(base / "snowflake.log", "wb")  # noqa: SIM115 - closed at teardown
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "local_stack.snowflake_standin", "--port", str(port)),
+            *("--mirror", str(base / "mirror")),
+            # hold every statement that empties or trims the products table: a reader must
+            # still see the old table meanwhile (it does only inside the swap's transaction)
+            *("--pause-after", EMPTIES_PRODUCTS, "--pause-seconds", "1.5"),
+        ],
+        cwd=PROJECT_DIR,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        processes.wait_until(
+            lambda: not processes.port_is_free(port), "Snowflake stand-in", 60, base / "x"
+        )
+        with psycopg.connect(postgres_cluster.dsn_for("postgres"), autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS rehearsal_products WITH (FORCE)")
+            conn.execute("CREATE DATABASE rehearsal_products")
+        dsn = postgres_cluster.dsn_for("rehearsal_products")
+        seed(dsn, SEEDED_ROWS)
+        oxr_sandbox_server.reset()
+        stand_ins = StandIns(
+            data_dir=base / "data",
+            snowflake_port=port,
+            moto_url=moto_server.endpoint_url,
+            oxr_base_url=oxr_sandbox_server.base_url,
+            oxr_app_id=SANDBOX_APP_ID,
+            products_dsn=dsn,
+            slack_webhook_url="http://127.0.0.1:9/slack",
+            pagerduty_events_url="http://127.0.0.1:9/pagerduty",
+            bucket="data-pipelines-rehearsal-test",
+        )
+        provision_aws(stand_ins)
+        cli(stand_ins, "apply", "snowflake")
+        yield stand_ins
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        log.close()
+
+
+def run_production(stand_ins: StandIns, code: str) -> str:
+    """`code` in a fresh production process (as a worker runs it); its stdout."""
+    prelude = "from environments import load_environment\nenvironment = load_environment()\n"
+    result = subprocess.run(
+        [sys.executable, "-c", prelude + code],
+        cwd=PROJECT_DIR,
+        env=production_env(stand_ins),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout
+
+
+def cli(stand_ins: StandIns, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("data-pipelines")), *argv],
+        cwd=PROJECT_DIR,
+        env=production_env(stand_ins),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def query(stand_ins: StandIns, sql: str) -> list[tuple]:
+    """SQL on the stand-in as an operator would run it (the admin user, over the wire)."""
+    connection = admin_connection(stand_ins)
+    try:
+        return connection.cursor().execute(sql).fetchall()
+    finally:
+        connection.close()
+
+
+def count(stand_ins: StandIns, table: str) -> int:
+    return int(query(stand_ins, f"select count(*) from {table}")[0][0])
+
+
+def test_every_secret_comes_from_secrets_manager_and_none_is_in_env(stand_ins: StandIns) -> None:
+    env = production_env(stand_ins)
+    secret_values = [
+        line.split("=", 1)[1].strip().strip('"')
+        for document in secret_documents(stand_ins).values()
+        for line in document.splitlines()
+        if "=" in line
+    ]
+    leaked = [value for value in secret_values if any(value in v for v in env.values())]
+    assert not leaked, f"secret values in the production environment: {leaked}"
+    resolved = run_production(
+        stand_ins,
+        "import dlt\n"
+        "from dlt.destinations.impl.snowflake.configuration import SnowflakeCredentials\n"
+        "from dlt.common.configuration import resolve_configuration\n"
+        "print(dlt.secrets['sources.open_exchange_rates.api_key'])\n"
+        "print(dlt.secrets['sources.products.credentials'])\n"
+        "print(dlt.secrets['alerting.slack_webhook_url'])\n"
+        "c = resolve_configuration(SnowflakeCredentials(), sections=('destination', 'snowflake'))\n"
+        "print(c.username, c.to_connector_params()['port'])\n",
+    ).split()
+    assert resolved == [
+        stand_ins.oxr_app_id,
+        stand_ins.products_dsn,
+        stand_ins.slack_webhook_url,
+        "SVC_DLT",
+        str(stand_ins.snowflake_port),
+    ]
+
+
+def test_currencies_replace_over_the_wire(stand_ins: StandIns) -> None:
+    for _ in range(2):  # replace: a second run leaves one row per code, not two
+        run_production(stand_ins, "from pipelines.currencies import run\nrun(environment)\n")
+    rows = count(stand_ins, CURRENCIES)
+    assert rows > 100
+    assert query(stand_ins, f"select count(distinct code) from {CURRENCIES}")[0][0] == rows
+
+
+def test_products_merge_incremental_then_full_refresh_readers_keep_the_old_table(
+    stand_ins: StandIns,
+) -> None:
+    daily = "from pipelines.products import run\nrun(environment)\n"
+    run_production(stand_ins, daily)
+    assert count(stand_ins, PRODUCTS) == SEEDED_ROWS
+    added = simulate_day(stand_ins.products_dsn)["total"]
+    assert added > 0
+    run_production(stand_ins, daily)  # incremental on valid_ts, merged on audit_id
+    before = count(stand_ins, PRODUCTS)
+    assert before == SEEDED_ROWS + added
+    assert query(stand_ins, f"select count(distinct audit_id) from {PRODUCTS}")[0][0] == before
+
+    # A reader polls the table through the whole full refresh: it must only ever see the old
+    # complete table or the new one, never an empty or half-loaded one.
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            seen.append(count(stand_ins, PRODUCTS))
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        run_production(
+            stand_ins, "from pipelines.products import run\nrun(environment, full_refresh=True)\n"
+        )
+    finally:
+        stop.set()
+        thread.join()
+    after = count(stand_ins, PRODUCTS)
+    assert after == before
+    assert len(seen) > 5
+    assert set(seen) == {before}, f"a reader saw {sorted(set(seen))} during the refresh"
+
+
+def test_exchange_rates_bucket_pipe_table_and_one_row_per_day_view(stand_ins: StandIns) -> None:
+    run_production(
+        stand_ins,
+        "from pipelines.exchange_rates import backfill, run_latest\n"
+        "backfill(environment, '2026-01-01', '2026-01-03')\n"
+        "run_latest(environment)\n",
+    )
+    keys = [
+        item["Key"]
+        for item in aws_client(stand_ins, "s3")
+        .list_objects_v2(Bucket=stand_ins.bucket, Prefix="exchange-rates/")
+        .get("Contents", [])
+    ]
+    assert len([k for k in keys if k.startswith("exchange-rates/historical/")]) == 3
+    assert len([k for k in keys if k.startswith("exchange-rates/latest/")]) == 1
+
+    pipe = [sys.executable, "-m", "local_stack.snowpipe_standin", "--once"]
+    pipe += ["--bucket", stand_ins.bucket, "--mirror", str(stand_ins.data_dir.parent / "mirror")]
+    for _ in range(2):  # the second poll finds nothing new: no row is loaded twice
+        result = subprocess.run(
+            pipe, cwd=PROJECT_DIR, env=production_env(stand_ins), capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert count(stand_ins, EXCHANGE_RATES) == len(keys)
+    files = query(stand_ins, f"select count(distinct _file_name) from {EXCHANGE_RATES}")[0][0]
+    assert files == len(keys)
+    days = query(
+        stand_ins, f"select rate_date, count(*) from {LATEST_VIEW} group by rate_date order by 1"
+    )
+    assert [str(day) for day, _ in days][:3] == ["2026-01-01", "2026-01-02", "2026-01-03"]
+    assert all(n == 1 for _, n in days)
+
+
+def test_verify_in_production_mode(stand_ins: StandIns) -> None:
+    result = cli(stand_ins, "verify", check=False)
+    assert "environment production" in result.stdout, result.stdout + result.stderr[-2000:]
+    assert "pipe status" in result.stdout
+    assert result.returncode == 0, result.stdout
