@@ -329,7 +329,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
         for line in prefect_setup.ensure_work_pools():
             print(line)
-        for line in prefect_setup.ensure_pipeline_concurrency_limits():
+        for line in prefect_setup.retire_pipeline_concurrency_limits():
             print(line)
         if args.git_repository:
             commit = args.git_commit or prefect_setup.current_commit()

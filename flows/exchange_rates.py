@@ -71,12 +71,20 @@ def load_exchange_rates(environment: Environment) -> dict[str, Any]:
 
 @flow(
     name="exchange-rates-daily",
-    description="OXR latest.json to the bucket under exchange-rates/ (Snowpipe auto-ingests)",
+    description="OXR latest.json, and yesterday's final historical rates when missing, to the "
+    "bucket under exchange-rates/ (Snowpipe auto-ingests)",
 )
 def exchange_rates_daily_flow() -> dict[str, Any]:
-    """Daily snapshot of the latest rates."""
+    """Daily snapshot of the latest rates, and yesterday's final rates if not in the bucket."""
     environment = load_environment()
-    return finish_flow("exchange-rates-daily", [load_exchange_rates(environment)])
+    latest = load_exchange_rates(environment)
+    # The 09:00 snapshot is not a day's final value: fetch yesterday's end-of-day rates
+    # (historical/<day>, which the view prefers) unless a run or backfill already has them.
+    day = exchange_rates.last_complete_day().isoformat()
+    final_rates = backfill_exchange_rates.with_options(name="load-final-rates")(
+        environment, day, day
+    )
+    return finish_flow("exchange-rates-daily", [latest, final_rates])
 
 
 @pipeline_task("backfill-exchange-rates", dlt_pipeline=exchange_rates.PIPELINE_NAME)

@@ -55,9 +55,10 @@ def pipeline_task(
 ) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
     """`@task` with the shared retry policy; `options` may add anything but the policy.
 
-    `dlt_pipeline` tags the task so that two deployments sharing one dlt pipeline (daily and
-    backfill, daily and full refresh) never run it at the same time: the tag's concurrency
-    limit (created by `data-pipelines apply prefect`) makes the second task wait.
+    `dlt_pipeline` tags the task with the pipeline it runs. Two deployments sharing one dlt
+    pipeline (daily and backfill, daily and full refresh) never run it at the same time
+    because the pipeline takes its run lock (pipelines/locks.py), not through a Prefect tag
+    limit: that one outlived crashed runs by about a minute (infra/prefect_setup.py).
     """
     if dlt_pipeline is not None:
         options["tags"] = [*options.get("tags", []), pipeline_tag(dlt_pipeline)]

@@ -91,16 +91,29 @@ def ensure_work_pools(pools: tuple[WorkPoolSpec, ...] = WORK_POOLS) -> list[str]
     return done
 
 
-def ensure_pipeline_concurrency_limits(pipelines: tuple[str, ...] = DLT_PIPELINES) -> list[str]:
-    """One running task per dlt pipeline (tag `dlt-pipeline:<name>`, limit 1); idempotent."""
+def retire_pipeline_concurrency_limits(pipelines: tuple[str, ...] = DLT_PIPELINES) -> list[str]:
+    """Delete the `dlt-pipeline:<name>` task concurrency limits earlier versions created.
+
+    One run per pipeline is the pipeline's own run lock now (pipelines/locks.py): it covers
+    runs outside Prefect too, and the kernel frees it the instant its holder dies. The tag
+    limit also made a rerun after a crash wait for the dead task's slot: Prefect 3.8.8 holds
+    it on a 60 s lease (task_engine's `lease_duration=60`) that the server's repossessor
+    frees only on its next 15 s pass (never, on an ephemeral server: no repossessor), and
+    the waiting task then sleeps its retry delay. Measured: a rerun after `kill -9` waited
+    69 s before its first request (benchmarks/bench_crash_recovery.py). Idempotent.
+    """
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
 
     done = []
     with get_client(sync_client=True) as client:
         for name in pipelines:
             tag = pipeline_concurrency_tag(name)
-            client.create_concurrency_limit(tag=tag, concurrency_limit=1)
-            done.append(f"concurrency limit {tag!r} = 1")
+            try:
+                client.delete_concurrency_limit_by_tag(tag)
+                done.append(f"concurrency limit {tag!r} deleted (the run lock serialises runs)")
+            except ObjectNotFound:
+                done.append(f"concurrency limit {tag!r} absent (the run lock serialises runs)")
     return done
 
 

@@ -7,6 +7,7 @@ from dlt.common.pipeline import LoadInfo
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from pipelines.environment import Environment
+from pipelines.locks import pipeline_run_lock
 from pipelines.names import CURRENCIES_PIPELINE
 from pipelines.runner import extract_normalize_load, make_pipeline, persist_run_audit
 from sources.currencies import currencies
@@ -33,9 +34,10 @@ def current_row_count(environment: Environment, pipeline: dlt.Pipeline) -> int |
 
 def run(environment: Environment) -> LoadInfo:
     """Load the currency list into the environment's warehouse."""
-    pipeline = make_pipeline(PIPELINE_NAME, environment.warehouse(), DATASET_NAME)
-    source = currencies(previous_count=current_row_count(environment, pipeline))
-    return extract_normalize_load(pipeline, source, load_lock=environment.warehouse_lock)
+    with pipeline_run_lock(PIPELINE_NAME):
+        pipeline = make_pipeline(PIPELINE_NAME, environment.warehouse(), DATASET_NAME)
+        source = currencies(previous_count=current_row_count(environment, pipeline))
+        return extract_normalize_load(pipeline, source, load_lock=environment.warehouse_lock)
 
 
 def persist_audit(environment: Environment, load_info: LoadInfo) -> LoadInfo:

@@ -32,7 +32,7 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
@@ -42,6 +42,7 @@ from dlt.sources import DltResource
 
 from pipelines.bucket_files import BucketDays, check_day_files, use_atomic_local_files
 from pipelines.environment import Environment
+from pipelines.locks import pipeline_run_lock
 from pipelines.names import EXCHANGE_RATES_PIPELINE
 from pipelines.runner import load_summary, make_pipeline, persist_run_audit
 from sources.exchange_rates import (
@@ -57,6 +58,7 @@ from sources.exchange_rates import (
     latest_resource,
     make_client,
     resolve_settings,
+    utc_today,
     validate_date_range,
 )
 from sources.open_exchange_rates.contract import rate_jumps
@@ -254,8 +256,9 @@ def run_latest(environment: Environment) -> LoadInfo:
     """`latest.json` -> `exchange-rates/latest/<publication>.jsonl.gz` (then the pipe)."""
     settings = resolve_settings()
     client = make_client(settings)
-    runner = _make(environment)
-    return runner.load(latest_resource(client))
+    with pipeline_run_lock(PIPELINE_NAME):
+        runner = _make(environment)
+        return runner.load(latest_resource(client))
 
 
 # ---- backfill ---------------------------------------------------------------------------------
@@ -312,6 +315,19 @@ class BackfillResult:
 
 
 def backfill(
+    environment: Environment,
+    start_date: date | str,
+    end_date: date | str | None = None,
+    *,
+    settings: ExchangeRatesSettings | None = None,
+) -> BackfillResult:
+    """`_backfill` under the pipeline's run lock; bad dates are refused before any wait."""
+    validate_date_range(start_date, end_date)
+    with pipeline_run_lock(PIPELINE_NAME):
+        return _backfill(environment, start_date, end_date, settings=settings)
+
+
+def _backfill(
     environment: Environment,
     start_date: date | str,
     end_date: date | str | None = None,
@@ -449,6 +465,15 @@ def _fetch_and_load(
         raise
     flush()
     return loaded
+
+
+def last_complete_day() -> date:
+    """Yesterday, UTC: the newest day whose end-of-day (final) rates OXR publishes.
+
+    The daily run fetches it with `backfill(environment, day, day)`: one counted request when
+    its file is not in the bucket yet (quota-checked like any backfill), none when it is.
+    """
+    return utc_today() - timedelta(days=1)
 
 
 def validate_range(start_date: date | str, end_date: date | str | None = None) -> tuple[date, date]:

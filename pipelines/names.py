@@ -35,5 +35,5 @@ USER_TABLES: tuple[str, ...] = (
 
 
 def pipeline_concurrency_tag(dlt_pipeline: str) -> str:
-    """Prefect task tag whose concurrency limit (1) keeps one dlt pipeline to one run at once."""
+    """Prefect task tag naming the dlt pipeline a task runs (a label: its run lock serialises)."""
     return f"dlt-pipeline:{dlt_pipeline}"

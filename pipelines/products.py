@@ -27,12 +27,8 @@ environment's fallback (locally, the cluster `data-pipelines up` started).
 
 from __future__ import annotations
 
-import fcntl
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import dlt
@@ -42,8 +38,9 @@ from dlt.common.pipeline import LoadInfo
 from dlt.common.schema.exceptions import DataValidationError
 from dlt.common.schema.typing import TSchemaContractDict
 
-from pipelines.environment import ConfigurationError, Environment, pipelines_dir
+from pipelines.environment import ConfigurationError, Environment
 from pipelines.errors import exception_chain
+from pipelines.locks import pipeline_run_lock
 from pipelines.names import PRODUCTS_PIPELINE
 from pipelines.runner import (
     extract_normalize_load,
@@ -137,22 +134,6 @@ def _abort_pending(pipeline: dlt.Pipeline, environment: Environment) -> None:
         pipeline.abort_packages()
 
 
-@contextmanager
-def _one_run_at_a_time() -> Iterator[None]:
-    """Serialise runs of this pipeline on one machine (daily and full refresh share state).
-
-    The two flows are separate deployments, so Prefect's per-deployment limit does not keep
-    them apart; dlt's working folder must not be used by two processes at once.
-    """
-    lock_path = Path(pipelines_dir()) / f"{PIPELINE_NAME}.run.lock"
-    with open(lock_path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 @dataclass
 class ProductsRun:
     """A products load and what the run report says beyond dlt's LoadInfo."""
@@ -177,7 +158,8 @@ def run(environment: Environment, *, full_refresh: bool = False) -> LoadInfo:
 def run_with_report(environment: Environment, *, full_refresh: bool = False) -> ProductsRun:
     """`run`, also naming the columns the source dropped (the flows report them)."""
     dsn = products_dsn(environment)
-    with _one_run_at_a_time():
+    # Daily and full refresh are separate deployments sharing this dlt working folder.
+    with pipeline_run_lock(PIPELINE_NAME):
         pipeline = make_products_pipeline(environment)
         load_info = _run(environment, pipeline, dsn, full_refresh)
         return ProductsRun(load_info, _dropped_columns(pipeline, dsn))

@@ -11,6 +11,7 @@ import dlt
 from dlt.common.pipeline import LoadInfo
 
 from pipelines.environment import configure_runtime, pipelines_dir
+from pipelines.locks import pipeline_run_lock
 
 # Held around a load step; an environment's `warehouse_lock`, or nothing.
 LoadLock = Callable[[], AbstractContextManager[Any]]
@@ -166,9 +167,11 @@ def persist_run_audit(
     dlt_logger.setLevel(logging.ERROR)
     try:
         # evolve: a pipeline's data contract (products freezes data types) is for its data,
-        # not for the shape of dlt's bookkeeping documents.
-        return extract_normalize_load(
-            target, resources, load_lock=load_lock, schema_contract="evolve"
-        )
+        # not for the shape of dlt's bookkeeping documents. The audit load uses the pipeline's
+        # working folder too, so it takes the pipeline's run lock like a run does.
+        with pipeline_run_lock(target.pipeline_name):
+            return extract_normalize_load(
+                target, resources, load_lock=load_lock, schema_contract="evolve"
+            )
     finally:
         dlt_logger.setLevel(previous)

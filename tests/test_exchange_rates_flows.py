@@ -56,8 +56,10 @@ def run_logs(state: Any) -> list[str]:
 def test_daily_flow_lands_latest(oxr_sandbox: OXRSandbox, data_dir: Path) -> None:
     result = exchange_rates_daily_flow()
     assert result["status"] == "success"
-    assert result["load_info"]["rows"] == {"latest": 1}
-    assert len(user_rows(data_dir)) == 1
+    latest, final_rates = result["load_info"]
+    assert latest["rows"] == {"latest": 1}
+    assert final_rates["rows"] == {"historical": 1}
+    assert len(user_rows(data_dir)) == 2  # today's snapshot and yesterday's final rates
 
 
 def test_backfill_flow_reports_days_and_logs_progress(
