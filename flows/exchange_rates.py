@@ -30,6 +30,7 @@ from pipelines.environment import Environment
 _FORWARDED_LOGGERS = (
     "pipelines.exchange_rates",
     "pipelines.bucket_files",  # quarantined files
+    "pipelines.locks",  # "Waiting for the exchange_rates pipeline ...": why a task seems idle
     "sources.exchange_rates",
     "sources.open_exchange_rates",  # data-contract warnings (rate jumps, stale latest)
     "local_stack.snowpipe",
