@@ -25,7 +25,6 @@ CLI: `python -m local_stack.postgres start | stop | status | dsn` (seed with
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import json
 import os
@@ -36,14 +35,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
 from local_stack.processes import free_port, port_is_free
 from pipelines.environment import data_dir
+from pipelines.locks import file_lock
 
 HOST = "127.0.0.1"
 DEFAULT_DATABASE = "app"
@@ -178,15 +177,8 @@ def _accepts_connections(port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-@contextmanager
-def _cluster_lock(root: Path) -> Iterator[None]:
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _cluster_lock(root: Path) -> AbstractContextManager[None]:
+    return file_lock(root / ".lock", what=f"the local PostgreSQL cluster in {root}")
 
 
 def _read_facts(root: Path) -> dict[str, object] | None:

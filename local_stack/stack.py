@@ -128,8 +128,9 @@ def start_prefect_server() -> str:
     # Alert links (`flow_run|ui_url` in the automations) are built by the server from this;
     # `prefect server start` leaves it unset.
     env["PREFECT_UI_URL"] = f"http://127.0.0.1:{port}"
-    # A task waiting for its dlt pipeline's concurrency slot is told to retry within 3 s
-    # (default 30 s): locally nobody should wait half a minute for a slot freed long ago.
+    # A run waiting for a concurrency slot (a deployment's one-at-a-time limit) is told to
+    # retry within 3 s (default 30 s): locally nobody should wait half a minute for a slot
+    # freed long ago.
     env.setdefault("PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS", "3")
     processes.start(
         PREFECT_SERVER,

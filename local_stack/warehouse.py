@@ -6,15 +6,14 @@ so `DLT.OPEN_EXCHANGE_RATES.CURRENCIES` is a valid query here as in Snowflake.
 
 from __future__ import annotations
 
-import fcntl
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from pipelines.environment import configured_bucket_url, data_dir
+from pipelines.locks import file_lock
 from pipelines.names import SNOWPIPE_DATABASE, USER_TABLES, WAREHOUSE_DATABASE
 
 # What users read, by the names they would use in Snowflake.
@@ -28,20 +27,19 @@ def warehouse_path(database: str) -> Path:
     return path
 
 
-@contextmanager
-def warehouse_lock(database: str = WAREHOUSE_DATABASE, *, shared: bool = False) -> Iterator[None]:
+def warehouse_lock(
+    database: str = WAREHOUSE_DATABASE, *, shared: bool = False
+) -> AbstractContextManager[None]:
     """Serialise access to a local DuckDB warehouse file across processes.
 
     DuckDB allows one writing process per file, and the worker runs flows in parallel
     processes, so a second writer would fail instead of waiting. Snowflake needs no such lock.
     """
-    lock_path = warehouse_path(database).with_suffix(".lock")
-    with open(lock_path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return file_lock(
+        warehouse_path(database).with_suffix(".lock"),
+        shared=shared,
+        what=f"the local {database} warehouse file",
+    )
 
 
 def local_bucket_url() -> str:
