@@ -157,6 +157,10 @@ def start_worker(env: dict[str, str]) -> int:
     # dlt's own log lines (logger `dlt`) go to the flow run's logs in the UI.
     worker_env.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "dlt")
     worker_env.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    # Each flow run is a new process that imports flows/, pipelines/ and sources/; without
+    # bytecode (this machine kind sets PYTHONDONTWRITEBYTECODE) each one compiled them again:
+    # ~0.25 s of every run's start (docs/benchmarks.md). __pycache__ is git-ignored.
+    worker_env.pop("PYTHONDONTWRITEBYTECODE", None)
     return processes.start(
         WORKER,
         [_bin("prefect"), "worker", "start", "--pool", "production", "--name", "local-worker"],
