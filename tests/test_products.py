@@ -141,6 +141,28 @@ def test_default_lookback_rereads_window_without_duplicates(products: ProductsDa
     assert warehouse_rows() == source_rows(products.dsn)
 
 
+def test_lookback_window_rows_already_loaded_are_not_loaded_again(
+    products: ProductsDatabase,
+) -> None:
+    # Two rows inside the default 1 h window behind the cursor, there before the first run.
+    newest = max_valid_ts(products.dsn)
+    insert = "INSERT INTO raw_data.products VALUES (%s, 7, 'Window Lamp', 9.99, 'UPDATE', %s)"
+    source_execute(products.dsn, insert, (900031, newest - timedelta(minutes=10)))
+    source_execute(products.dsn, insert, (900032, newest - timedelta(minutes=20)))
+    run()
+    # Nothing new: the re-read window holds only rows the first run loaded.
+    assert loaded_rows(run()) == 0
+    activity = simulate_day(products.dsn)
+    assert loaded_rows(run()) == activity["total"]
+    # a row committing late inside the window is still new, and loads once
+    source_execute(
+        products.dsn, insert, (990033, max_valid_ts(products.dsn) - timedelta(minutes=5))
+    )
+    assert loaded_rows(run()) == 1
+    assert loaded_rows(run()) == 0
+    assert warehouse_rows() == source_rows(products.dsn)
+
+
 @pytest.mark.parametrize("lookback", ["0", "1h"])
 def test_ties_at_cursor_and_late_rows_load_exactly_once(
     products: ProductsDatabase, monkeypatch: pytest.MonkeyPatch, lookback: str

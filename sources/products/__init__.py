@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dlt
@@ -125,6 +125,67 @@ def _as_utc(batch: pa.RecordBatch) -> pa.RecordBatch:
     return batch if batch.schema.equals(target) else batch.cast(target)
 
 
+# Above this many audit rows in the lookback window we stop remembering them (state stays
+# small) and the window is re-read and re-merged as before: correct, only slower.
+MAX_REMEMBERED_WINDOW_ROWS = 50_000
+WINDOW_STATE_KEY = "loaded_window_audit_ids"
+
+
+class _LoadedWindow:
+    """Skip re-read rows of the lookback window that an earlier run already loaded.
+
+    The lookback re-reads `lag` behind the cursor to catch rows that commit late; audit rows
+    never change once written, so a re-read row whose `audit_id` an earlier run loaded is
+    dropped here instead of being merged again. A run with no new activity then extracts
+    nothing and its load step has no rows to merge. The ids live in the resource's dlt state,
+    which travels with the load package and is rewound with it when a run fails, like the
+    cursor. Only incremental runs filter: a full load (no start) reads and loads everything.
+    """
+
+    def __init__(self, state: dict[str, Any], lag: float, cursor: Any, start: Any) -> None:
+        import pyarrow.compute as pc
+
+        self.pc = pc
+        self.state = state
+        self.lag = timedelta(seconds=lag)
+        self.loaded = pa.array(state.get(WINDOW_STATE_KEY, []) if start is not None else [])
+        # newest valid_ts seen (naive UTC, like the source column) and the rows within `lag`
+        # of it, pruned batch by batch so memory stays bounded on a full load
+        self.newest = cursor.astimezone(UTC).replace(tzinfo=None) if cursor else None
+        self.window: pa.Table | None = None
+
+    def only_new(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        if not self.lag or PRIMARY_KEY not in batch.schema.names:
+            return batch
+        self._track(batch)
+        if not len(self.loaded):
+            return batch
+        pc = self.pc
+        return batch.filter(pc.invert(pc.is_in(batch.column(PRIMARY_KEY), self.loaded)))
+
+    def _track(self, batch: pa.RecordBatch) -> None:
+        pc = self.pc
+        times = batch.column(CURSOR_COLUMN).cast(pa.timestamp("us"))
+        batch_newest = pc.max(times).as_py()
+        if batch_newest is not None and (self.newest is None or batch_newest > self.newest):
+            self.newest = batch_newest
+        if self.newest is None:
+            return
+        rows = pa.table({PRIMARY_KEY: batch.column(PRIMARY_KEY), CURSOR_COLUMN: times})
+        window = rows if self.window is None else pa.concat_tables([self.window, rows])
+        floor = pa.scalar(self.newest - self.lag, pa.timestamp("us"))
+        self.window = window.filter(pc.greater_equal(window.column(CURSOR_COLUMN), floor))
+
+    def remember(self) -> None:
+        """Store the ids of the rows read within `lag` of the newest `valid_ts`."""
+        if not self.lag or self.window is None:
+            return  # nothing read: the window and the cursor stay as they are
+        ids = self.window.column(PRIMARY_KEY)
+        self.state[WINDOW_STATE_KEY] = (
+            ids.to_pylist() if len(ids) <= MAX_REMEMBERED_WINDOW_ROWS else []
+        )
+
+
 @dlt.source(name="products", section="products", max_table_nesting=0)
 def products_source(
     credentials: ConnectionStringCredentials = dlt.secrets.value,
@@ -154,6 +215,7 @@ def products_source(
         ),
     ) -> Iterator[pa.RecordBatch | DataItemWithMeta]:
         start = valid_ts.start_value  # already moved back by the lag
+        window = _LoadedWindow(dlt.current.resource_state(), lag, valid_ts.last_value, start)
         with connect(dsn) as connection:
             plan = read_table_plan(connection, source_table, endpoint)
             if plan is None:
@@ -171,7 +233,9 @@ def products_source(
             for batch in stream_batches(connection, query, endpoint):
                 if not batch.num_rows:
                     continue
-                batch = _as_utc(plan.convert(batch))
+                batch = window.only_new(_as_utc(plan.convert(batch)))
+                if not batch.num_rows:
+                    continue
                 if not checked:
                     check_loadable(batch.schema, plan.columns)
                     checked = True
@@ -179,5 +243,6 @@ def products_source(
                         # what Arrow alone would tell dlt wrongly (JSON text, zone-less timestamps)
                         batch = dlt.mark.with_hints(batch, dlt.mark.make_hints(columns=hints))
                 yield batch
+        window.remember()
 
     return products
