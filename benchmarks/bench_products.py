@@ -203,24 +203,29 @@ class _Report:
     ) -> dict[str, Any]:
         result["load_average"] = _load_average()
         self.rows.append((name, result, reference, of))
+        print(self._line(name, result, reference, of), flush=True)  # progress, if a step fails
         return result
+
+    @staticmethod
+    def _line(name: str, result: dict[str, Any], reference: float | None, of: str) -> str:
+        seconds, count = result["seconds"], result.get("rows", 0)
+        rate = f"{count / seconds:>10,.0f}" if seconds and count else f"{'-':>10}"
+        ratio = f"{seconds / reference:6.2f}x {of:<6}" if reference else ""
+        peak = result.get("peak_rss_bytes")
+        rss = f"{peak / 2**20:>5,.0f} MiB" if peak else ""
+        process = f"{result['process_seconds']:>9.2f}" if "process_seconds" in result else ""
+        return (
+            f"{name:<48} {seconds:>7.2f} {_fmt_rows(count):>11} {rate} {ratio:>14} "
+            f"{rss:>9} {process:>9}  {result['load_average']}"
+        )
 
     def print(self) -> None:
         print(
             f"{'step':<48} {'wall s':>7} {'rows':>11} {'rows/s':>10} {'ratio':>14} "
             f"{'peak RSS':>9} {'process s':>9}  load avg"
         )
-        for name, result, reference, of in self.rows:
-            seconds, count = result["seconds"], result.get("rows", 0)
-            rate = f"{count / seconds:>10,.0f}" if seconds and count else f"{'-':>10}"
-            ratio = f"{seconds / reference:6.2f}x {of:<6}" if reference else ""
-            peak = result.get("peak_rss_bytes")
-            rss = f"{peak / 2**20:>5,.0f} MiB" if peak else ""
-            process = f"{result['process_seconds']:>9.2f}" if "process_seconds" in result else ""
-            print(
-                f"{name:<48} {seconds:>7.2f} {_fmt_rows(count):>11} {rate} {ratio:>14} "
-                f"{rss:>9} {process:>9}  {result['load_average']}"
-            )
+        for row in self.rows:
+            print(self._line(*row))
 
 
 def _copy(dsn: str, target: Path, repeats: int, rows: int) -> dict[str, Any]:
@@ -319,8 +324,8 @@ def benchmark(rows: int, rss_rows: int) -> None:
         peers.scanner_python(base)
         small = _size(report, base, cluster, "small", rows, all_steps=True)
         big = _size(report, base, cluster, "big", rss_rows, all_steps=False) if rss_rows else None
-        stop(base / "postgres")
     finally:
+        stop(base / "postgres")
         shutil.rmtree(base, ignore_errors=True)
 
     print()
