@@ -141,6 +141,23 @@ def test_default_lookback_rereads_window_without_duplicates(products: ProductsDa
     assert warehouse_rows() == source_rows(products.dsn)
 
 
+def test_first_load_goes_straight_into_the_new_table_later_ones_swap(
+    products: ProductsDatabase,
+) -> None:
+    def schemas_with_products() -> list[str]:
+        query = "SELECT table_schema FROM information_schema.tables WHERE table_name = 'products'"
+        return sorted(schema for (schema,) in warehouse(query))
+
+    run()
+    # no table to keep visible yet: no staging copy to swap in
+    assert schemas_with_products() == ["application_data"]
+    assert warehouse_rows() == source_rows(products.dsn)
+    run(full_refresh=True)
+    # a table exists now: the reload goes through staging and the atomic swap
+    assert schemas_with_products() == ["application_data", "application_data_staging"]
+    assert warehouse_rows() == source_rows(products.dsn)
+
+
 def test_lookback_window_rows_already_loaded_are_not_loaded_again(
     products: ProductsDatabase,
 ) -> None:
