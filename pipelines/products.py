@@ -201,7 +201,7 @@ def _run(
     if full_refresh or cursor_value(pipeline) is None:
         _reset_cursor(pipeline, environment)
         source.resources[RESOURCE_NAME].apply_hints(write_disposition="replace")
-        if not _warehouse_has_table(pipeline):
+        if not _warehouse_has_table(pipeline, environment):
             # Nothing to keep visible yet, so no staging copy to swap in: load straight into
             # the new table (10M rows: load step 28 -> 20 s, peak RSS 590 -> 478 MiB).
             pipeline.destination.config_params["replace_strategy"] = "truncate-and-insert"
@@ -232,10 +232,10 @@ def _run(
         raise
 
 
-def _warehouse_has_table(pipeline: dlt.Pipeline) -> bool:
+def _warehouse_has_table(pipeline: dlt.Pipeline, environment: Environment) -> bool:
     """Whether the warehouse holds the products table (True when unsure: the safe answer)."""
     try:
-        with warehouse_lock(shared=True), pipeline.destination_client() as client:
+        with environment.warehouse_lock(), pipeline.destination_client() as client:
             exists, _ = client.get_storage_table(TABLE_NAME)  # type: ignore[attr-defined]
             return bool(exists)
     except Exception as error:  # any doubt keeps the atomic swap

@@ -9,7 +9,8 @@ import dlt
 import duckdb
 import pytest
 
-from pipelines.environment import current_environment, warehouse_path
+from environments import load_environment
+from local_stack.warehouse import warehouse_path
 from pipelines.runner import extract_normalize_load, make_pipeline
 
 
@@ -31,7 +32,7 @@ def test_a_run_resolves_destination_capabilities_once_per_naming(
 ) -> None:
     # dlt 1.31 resolves the destination's whole configuration on each capabilities() lookup
     # without a config: 9 times for this tiny run, at most 2 (one per naming) with the cache.
-    destination = current_environment().warehouse()
+    destination = load_environment().warehouse()
     calls = _count_partial_resolutions(destination, monkeypatch)
     pipeline = make_pipeline("runner_test", destination, "runner_test")
     rows = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
