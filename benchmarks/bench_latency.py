@@ -41,29 +41,39 @@ import yaml
 TARGET_RATIO = 1.2
 TRIVIAL = "bench-trivial/bench"
 BACKFILL_PARAMETERS = {"start_date": "2026-01-01", "end_date": "2026-01-07"}
-# deployment -> (parameters, the bare pipeline call run in a child process)
+# deployment -> (parameters, the bare pipeline call run in a child process: "imports;call")
+ENV = "from environments import load_environment; "
 DEPLOYMENTS: dict[str, tuple[dict[str, Any], str]] = {
-    "currencies-weekly/production": ({}, "from pipelines.currencies import run; run()"),
+    "currencies-weekly/production": (
+        {},
+        ENV + "from pipelines.currencies import run; run(load_environment())",
+    ),
     "exchange-rates-daily/production": (
         {},
-        "from pipelines.exchange_rates import run_latest; run_latest()",
+        ENV + "from pipelines.exchange_rates import run_latest; run_latest(load_environment())",
     ),
     "exchange-rates-backfill/production": (
         BACKFILL_PARAMETERS,
-        "from pipelines.exchange_rates import run_backfill; "
-        f"run_backfill({BACKFILL_PARAMETERS['start_date']!r}, "
+        ENV + "from pipelines.exchange_rates import backfill; "
+        f"backfill(load_environment(), {BACKFILL_PARAMETERS['start_date']!r}, "
         f"{BACKFILL_PARAMETERS['end_date']!r})",
     ),
-    "products-daily/production": ({}, "from pipelines.products import run; run()"),
+    "products-daily/production": (
+        {},
+        ENV + "from pipelines.products import run; run(load_environment())",
+    ),
     "products-full-refresh/production": (
         {},
-        "from pipelines.products import run; run(full_refresh=True)",
+        ENV + "from pipelines.products import run; run(load_environment(), full_refresh=True)",
     ),
-    "data-freshness/production": ({}, "from pipelines.verify import verify; verify()"),
+    "data-freshness/production": (
+        {},
+        ENV + "from pipelines.verify import verify; verify(load_environment())",
+    ),
 }
 BARE_CHILD = """
 import json, sys, time
-module, call = sys.argv[1].split(";", 1)
+module, call = sys.argv[1].rsplit(";", 1)
 started = time.perf_counter()
 exec(module)
 imported = time.perf_counter()
