@@ -6,11 +6,14 @@ Run `data-pipelines --help` for the manual, `data-pipelines COMMAND --help` for 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import logging
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 DESCRIPTION = """\
@@ -28,7 +31,13 @@ Typical local session:
   prefect flow-run ls --limit 5
   data-pipelines query "select count(*) from DLT.OPEN_EXCHANGE_RATES.CURRENCIES"
   data-pipelines down            stop everything (data stays in .data)
+
+Errors: one line on stderr, the cause and its fix; exit 2 when a human must change something
+(input, configuration, credentials, an unreachable database), 1 for a transient failure that a
+rerun may fix. --debug (or DATA_PIPELINES_DEBUG=1) adds the traceback. Inputs (dates, the OXR
+key, the products database) are checked before anything starts.
 """
+DEBUG_ENV = "DATA_PIPELINES_DEBUG"
 
 # The demo's backfill covers one week, not up to yesterday.
 DEMO_PARAMETERS: dict[str, dict[str, Any]] = {
@@ -266,6 +275,31 @@ def _print_warehouse_counts() -> None:
 # ---- pipelines -----------------------------------------------------------------------------
 
 
+class _NoTraceback(logging.Filter):
+    """Console lines of a run without their tracebacks (the run's logs in Prefect keep them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+
+def _console_without_tracebacks(args: argparse.Namespace) -> None:
+    """Prefect's console handler (set up by now) shows a failing run's lines, not tracebacks.
+
+    The API handler has formatted each record before the console sees it, so the Prefect UI
+    still has the whole traceback; `--debug` keeps them on the console too.
+    """
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    if args.debug:
+        return
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not any(
+            isinstance(f, _NoTraceback) for f in handler.filters
+        ):
+            handler.addFilter(_NoTraceback())
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     flows: dict[str, Callable[[], Any]] = {}
     if args.pipeline == "currencies":
@@ -280,6 +314,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from flows.products import products_daily_flow, products_full_refresh_flow
 
         flows["products"] = products_full_refresh_flow if args.full_refresh else products_daily_flow
+    _console_without_tracebacks(args)
     result = flows[args.pipeline]()
     print(json.dumps(result, indent=2, default=str))
     return 0
@@ -288,6 +323,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_backfill(args: argparse.Namespace) -> int:
     from flows.exchange_rates import exchange_rates_backfill_flow
 
+    _console_without_tracebacks(args)
     result = exchange_rates_backfill_flow(start_date=args.start_date, end_date=args.end_date)
     print(json.dumps(result, indent=2, default=str))
     return 0
@@ -358,6 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="data-pipelines",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"on failure also print the traceback (or set {DEBUG_ENV}=1)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -457,12 +498,88 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _date_rules() -> Any:
+    """`sources/exchange_rates/dates.py`, loaded without its package (which imports dlt).
+
+    The date rules are one module with no dependency, but importing it the usual way runs the
+    package's `__init__` and so imports dlt (1-2 s here); a typo must be refused at once. It is
+    registered under its own name, so a later normal import finds this same module (and so the
+    same `InvalidDateError` class).
+    """
+    name = "sources.exchange_rates.dates"
+    if name in sys.modules:
+        return sys.modules[name]
+    path = Path(__file__).resolve().parent.parent / "sources" / "exchange_rates" / "dates.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _check_oxr_key() -> None:
+    from sources.exchange_rates import resolve_settings
+    from sources.open_exchange_rates.client import resolve_api_key
+
+    resolve_api_key(resolve_settings().api_key)
+
+
+def _check_products_database() -> None:
+    from environments import load_environment
+    from pipelines.products import products_dsn
+    from sources.errors import ConfigurationError
+    from sources.products.postgres import PostgresUnavailableError, connect
+
+    try:
+        with connect(products_dsn(load_environment())):
+            pass
+    except PostgresUnavailableError as error:
+        # Nothing has started, so nothing retries it here: say what to check.
+        raise ConfigurationError(
+            f"{error}. Check host and port in [sources.products] credentials "
+            "(SOURCES__PRODUCTS__CREDENTIALS) or start the database, then rerun."
+        ) from None
+
+
+def preflight(args: argparse.Namespace) -> None:
+    """Refuse bad input before anything starts: no Prefect server, no pipeline, nothing written.
+
+    Dates first, with no import of dlt; then what needs dlt's configuration (the key, the DSN).
+    """
+    if args.command == "backfill":
+        _date_rules().validate_date_range(args.start_date, args.end_date)
+    uses_oxr = args.command == "backfill" or getattr(args, "pipeline", None) in (
+        "currencies",
+        "exchange-rates",
+    )
+    if uses_oxr:
+        _check_oxr_key()
+    if getattr(args, "pipeline", None) == "products":
+        _check_products_database()
+
+
+def report_failure(error: BaseException, debug: bool) -> int:
+    """One line on stderr (the cause and its fix), the traceback only when debugging."""
+    if isinstance(error, _date_rules().InvalidDateError) and not debug:
+        # a typo: answered without importing dlt (pipelines.errors does), as fast as it can be
+        print(str(error), file=sys.stderr)
+        return 2  # pipelines.errors.EXIT_PERMANENT
+    from pipelines import errors
+
+    return errors.report_failure(error, debug)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes")
     try:
+        preflight(args)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except Exception as error:
+        return report_failure(error, debug)
 
 
 if __name__ == "__main__":

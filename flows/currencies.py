@@ -7,6 +7,7 @@ from typing import Any
 from prefect import flow
 
 from environments import load_environment
+from flows.pipeline_flow import pipeline_flow
 from flows.reporting import finish_flow, run_pipeline
 from flows.retry_policy import pipeline_task
 from pipelines import currencies
@@ -23,6 +24,7 @@ def load_currencies(environment: Environment) -> dict[str, Any]:
     )
 
 
+@pipeline_flow
 @flow(
     name="currencies-weekly",
     description="Load OXR currencies.json into OPEN_EXCHANGE_RATES.CURRENCIES",

@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from environments import load_environment
+from flows.pipeline_flow import pipeline_flow
 from flows.retry_policy import pipeline_task
 from pipelines.environment import Environment
 from pipelines.verify import VerificationFailed, VerifyReport, verify
@@ -29,6 +30,7 @@ def verify_warehouse(environment: Environment) -> VerifyReport:
     return report
 
 
+@pipeline_flow
 @flow(
     name="data-freshness",
     description="Verify tables, row counts, freshness and duplicate keys; fail (and alert) if not",
@@ -46,7 +48,9 @@ def data_freshness_flow() -> dict[str, Any]:
     )
     if not report.ok:
         # Raised here, not in the task: stale data is not a transient error worth retrying.
+        # one line (it is the state message, so the Slack alert): the checks joined by "; "
         raise VerificationFailed(
-            f"{len(report.failures)} check(s) failed:\n{report.failure_summary()}"
+            f"{len(report.failures)} check(s) failed: "
+            + "; ".join(report.failure_summary().splitlines())
         )
     return {"status": "success", "checks": len(report.checks)}

@@ -5,71 +5,37 @@ stand-in) loads them into `SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES`, and use
 `SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_LATEST` (one row per rate date and base).
 
 Logs: the pipeline and source modules log through the standard `logging` module (progress as
-"N/M days"). While a task runs, those loggers and dlt's are attached to Prefect's API log
-handler, so their lines appear in the flow run's logs in the UI without every worker having to
-export `PREFECT_LOGGING_EXTRA_LOGGERS`.
+"N/M days"); `flows.pipeline_flow` puts those lines and dlt's in the flow run's logs. The
+backfill also publishes a progress artifact (days in the bucket / days in the range).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.logging.handlers import APILogHandler
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from environments import load_environment
+from flows.pipeline_flow import pipeline_flow
 from flows.reporting import finish_flow, run_pipeline
 from flows.retry_policy import pipeline_task
 from pipelines import exchange_rates
 from pipelines.environment import Environment
 
-# Loggers whose records belong in the run's logs: our modules at INFO, dlt at its own level.
-_FORWARDED_LOGGERS = (
-    "pipelines.exchange_rates",
-    "pipelines.bucket_files",  # quarantined files
-    "pipelines.locks",  # "Waiting for the exchange_rates pipeline ...": why a task seems idle
-    "sources.exchange_rates",
-    "sources.open_exchange_rates",  # data-contract warnings (rate jumps, stale latest)
-    "local_stack.snowpipe",
-)
-
-
-@contextmanager
-def _pipeline_logs_in_prefect() -> Iterator[None]:
-    handler = APILogHandler()
-    loggers = [logging.getLogger(name) for name in _FORWARDED_LOGGERS]
-    dlt_logger = logging.getLogger("dlt")
-    # PREFECT_LOGGING_EXTRA_LOGGERS=dlt (worker, tests) already attached one: never ship twice
-    if not any(isinstance(h, APILogHandler) for h in dlt_logger.handlers):
-        loggers.append(dlt_logger)
-    previous_levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.addHandler(handler)
-    for lg in loggers[: len(_FORWARDED_LOGGERS)]:
-        if lg.getEffectiveLevel() > logging.INFO:
-            lg.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, previous_levels, strict=True):
-            lg.removeHandler(handler)
-            lg.setLevel(level)
-
 
 @pipeline_task("load-exchange-rates", dlt_pipeline=exchange_rates.PIPELINE_NAME)
 def load_exchange_rates(environment: Environment) -> dict[str, Any]:
     """Fetch `latest.json` into the bucket and return the load summary."""
-    with _pipeline_logs_in_prefect():
-        return run_pipeline(
-            "Loading the latest exchange rates from Open Exchange Rates",
-            lambda: exchange_rates.run_latest(environment),
-            lambda info: exchange_rates.persist_audit(environment, info),
-        )
+    return run_pipeline(
+        "Loading the latest exchange rates from Open Exchange Rates",
+        lambda: exchange_rates.run_latest(environment),
+        lambda info: exchange_rates.persist_audit(environment, info),
+    )
 
 
+@pipeline_flow
 @flow(
     name="exchange-rates-daily",
     description="OXR latest.json, and yesterday's final historical rates when missing, to the "
@@ -88,6 +54,28 @@ def exchange_rates_daily_flow() -> dict[str, Any]:
     return finish_flow("exchange-rates-daily", [latest, final_rates])
 
 
+def _progress_artifact(start_date: str, end_date: str | None) -> Callable[[int, int], None]:
+    """A callback for the backfill: the run's progress artifact, days in the bucket / total.
+
+    Created at the first call (when the total is known) and updated at each chunk; Prefect shows
+    it on the run page while the backfill runs.
+    """
+    artifact_id = None
+    description = f"exchange-rates-backfill {start_date}..{end_date or 'yesterday'}: days done"
+
+    def report(done: int, total: int) -> None:
+        nonlocal artifact_id
+        percent = 100.0 * done / total if total else 100.0
+        if artifact_id is None:
+            artifact_id = create_progress_artifact(percent, description=description)
+        else:
+            update_progress_artifact(
+                artifact_id, percent, description=f"{description} {done}/{total}"
+            )
+
+    return report
+
+
 @pipeline_task("backfill-exchange-rates", dlt_pipeline=exchange_rates.PIPELINE_NAME)
 def backfill_exchange_rates(
     environment: Environment, start_date: str, end_date: str | None = None
@@ -96,12 +84,12 @@ def backfill_exchange_rates(
 
     Resumable: a retry (or a rerun after a crash) asks OXR only for the days still missing.
     """
-    with _pipeline_logs_in_prefect():
-        summary = run_pipeline(
-            f"Backfilling exchange rates {start_date}..{end_date or 'yesterday'}",
-            lambda: exchange_rates.backfill(environment, start_date, end_date),
-            lambda info: exchange_rates.persist_audit(environment, info),
-        )
+    progress = _progress_artifact(start_date, end_date)
+    summary = run_pipeline(
+        f"Backfilling exchange rates {start_date}..{end_date or 'yesterday'}",
+        lambda: exchange_rates.backfill(environment, start_date, end_date, on_progress=progress),
+        lambda info: exchange_rates.persist_audit(environment, info),
+    )
     backfill = summary["backfill"]
     get_run_logger().info(
         "Backfill %s..%s: %d day(s) in range, %d skipped (already in the bucket), "
@@ -117,6 +105,7 @@ def backfill_exchange_rates(
     return summary
 
 
+@pipeline_flow
 @flow(
     name="exchange-rates-backfill",
     description="OXR historical rates for an inclusive date range (quota-checked, resumable)",

@@ -7,6 +7,7 @@ from typing import Any
 from prefect import flow
 
 from environments import load_environment
+from flows.pipeline_flow import pipeline_flow
 from flows.reporting import finish_flow, run_pipeline
 from flows.retry_policy import pipeline_task
 from pipelines import products
@@ -25,6 +26,7 @@ def load_products(environment: Environment, full_refresh: bool = False) -> dict[
     )
 
 
+@pipeline_flow
 @flow(
     name="products-daily",
     description="Merge new raw_data.products audit rows into APPLICATION_DATA.PRODUCTS",
@@ -35,6 +37,7 @@ def products_daily_flow() -> dict[str, Any]:
     return finish_flow("products-daily", [load_products(environment, full_refresh=False)])
 
 
+@pipeline_flow
 @flow(
     name="products-full-refresh",
     description="Reload all of raw_data.products into APPLICATION_DATA.PRODUCTS (atomic swap)",

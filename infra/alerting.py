@@ -1,10 +1,25 @@
 """Alerting as code: two notification blocks and two automations, applied idempotently.
 
-When a pipeline stays broken a human hears about it once, in the right channel:
+Every alert says what failed and fits the failure (docs/operations.md says what each means):
 
-- warning: any flow run of a deployment tagged `dlt` that ends Failed or Crashed sends one Slack
-  message (flow, deployment, run id, state message, link to the run);
-- critical: three such failures of one deployment within 24 hours send to Slack and PagerDuty.
+- warning: any flow run of a deployment tagged `dlt` that ends Failed, Crashed, TimedOut or
+  Refused sends one Slack message (flow, deployment, run id, state message, link to the run);
+- critical: three Failed/Crashed/TimedOut runs of one deployment within 24 hours: Slack and a
+  PagerDuty page. A run *Refused* for its input (an operator's typo, see
+  `flows/pipeline_flow.py`) is not an outage and never counts toward the page;
+- proactive (alerts on something that did NOT happen; Slack and PagerDuty): a scheduled run of a
+  `dlt` deployment still not started `late_after_seconds` after it turned Late (worker down);
+  a run still Running `running_grace_seconds` after its flow's timeout (hung or lost process;
+  one automation per flow, sized from `flows.retry_policy.flow_timeout`); the
+  `work_pool_name` pool Not Ready (no live worker) for `work_pool_not_ready_seconds`;
+- resolve: PagerDuty incidents are keyed per deployment (`data-pipelines/<flow>/<deployment>`)
+  or per pool, not per message text; a Completed run of the deployment (or the pool turning
+  Ready) sends `event_action: resolve` with that key, so the incident closes when it recovers.
+  PagerDuty ignores a resolve for a key with no open incident, so sending one per Completed run
+  is harmless.
+
+The windows live in dlt config `[alerting]` (.dlt/config.toml, env `ALERTING__...`), beside the
+secrets; the tests shrink them through the same settings.
 
 The blocks
 ----------
@@ -31,7 +46,11 @@ Prefect, so any server can run it), named after the issue's blocks:
 - `custom-webhook/pagerduty-data-pipelines` posts a PagerDuty Events v2 `trigger` event
   (`routing_key`, `event_action`, `dedup_key`, `payload{summary, source, severity: critical,
   component, custom_details}`) to the Events API URL, by default
-  `https://events.pagerduty.com/v2/enqueue`.
+  `https://events.pagerduty.com/v2/enqueue`;
+- `custom-webhook/pagerduty-data-pipelines-resolve` posts the matching `resolve` event.
+
+A custom-webhook block fills only `{{subject}}`, `{{body}}` and `{{name}}`, so for PagerDuty the
+automation's subject is the dedup key and its body the one-line summary.
 
 Secrets (the Slack webhook URL, the PagerDuty routing key) live in the blocks' `secrets` field
 (stored encrypted, shown obfuscated) and reach the request only through `{{placeholders}}`; they
@@ -59,14 +78,72 @@ from pipelines.environment import ConfigurationError, configure_runtime
 
 SLACK_BLOCK_NAME = "slack-alerts"  # the issue's slack-webhook/alerts
 PAGERDUTY_BLOCK_NAME = "pagerduty-data-pipelines"  # the issue's pager-duty-webhook/data-pipelines
+PAGERDUTY_RESOLVE_BLOCK_NAME = "pagerduty-data-pipelines-resolve"
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 WARNING_AUTOMATION = "data-pipelines: dlt run failed (warning)"
 CRITICAL_AUTOMATION = "data-pipelines: dlt runs keep failing (critical)"
-AUTOMATION_NAMES = (WARNING_AUTOMATION, CRITICAL_AUTOMATION)
-FAILED_EVENTS = frozenset({"prefect.flow-run.Failed", "prefect.flow-run.Crashed"})
+RESOLVE_AUTOMATION = "data-pipelines: dlt run completed (resolve page)"
+LATE_AUTOMATION = "data-pipelines: dlt run not started (late)"
+RUNNING_AUTOMATION_PREFIX = "data-pipelines: running too long: "
+WORK_POOL_AUTOMATION = "data-pipelines: work pool not ready"
+WORK_POOL_RESOLVE_AUTOMATION = "data-pipelines: work pool ready (resolve page)"
+REFUSED_STATE_NAME = "Refused"  # flows/pipeline_flow.py: a run refused for its input
+# Outages: these count toward the page. A Refused run is Failed-typed but only warns.
+FAILED_EVENTS = frozenset(
+    {"prefect.flow-run.Failed", "prefect.flow-run.Crashed", "prefect.flow-run.TimedOut"}
+)
+WARNING_EVENTS = FAILED_EVENTS | {f"prefect.flow-run.{REFUSED_STATE_NAME}"}
+# What ends a Late run's wait (it started, or someone dealt with it) ...
+STARTED_EVENTS = frozenset(
+    f"prefect.flow-run.{state}"
+    for state in ("Pending", "Running", "Cancelling", "Cancelled", "Completed", "Failed", "Crashed")
+)
+# ... and a Running run's (any final or paused state; a retried flow would go Running again).
+FINISHED_EVENTS = WARNING_EVENTS | frozenset(
+    f"prefect.flow-run.{state}"
+    for state in ("Completed", "Cancelling", "Cancelled", "Paused", "Suspended", "AwaitingRetry")
+)
 DLT_TAG = {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.dlt"}
 CRITICAL_THRESHOLD = 3
+PROACTIVE_MINIMUM_SECONDS = 10  # Prefect refuses a shorter `within` for proactive triggers
 CRITICAL_WITHIN = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class AlertWindows:
+    """How long a proactive alert waits for what should have happened (dlt config [alerting])."""
+
+    late_after_seconds: float = 900.0
+    running_grace_seconds: float = 600.0
+    work_pool_name: str = "production"
+    work_pool_not_ready_seconds: float = 600.0
+
+
+def windows_from_config() -> AlertWindows:
+    """`[alerting]` windows from dlt config (.dlt/config.toml, env `ALERTING__...`)."""
+    import dlt
+
+    values: dict[str, Any] = {}
+    for name, default in AlertWindows.__dataclass_fields__.items():
+        configured = dlt.config.get(f"alerting.{name}")
+        if configured in (None, ""):
+            continue
+        if isinstance(default.default, str):
+            values[name] = str(configured)
+            continue
+        try:
+            values[name] = float(configured)
+        except (TypeError, ValueError):
+            values[name] = -1.0
+        # the running alert's window is a flow timeout plus this grace: any grace will do
+        minimum = 0 if name == "running_grace_seconds" else PROACTIVE_MINIMUM_SECONDS
+        if values[name] < minimum or values[name] < 0:
+            raise ConfigurationError(
+                f"[alerting] {name}={configured!r} is not a number of seconds of at least "
+                f"{minimum} (Prefect's shortest proactive window is 10 s): fix it in "
+                f".dlt/config.toml or ALERTING__{name.upper()}"
+            )
+    return AlertWindows(**values)
 
 
 @dataclass(frozen=True)
@@ -119,20 +196,26 @@ SLACK_JSON: dict[str, Any] = {
     ],
 }
 
-# PagerDuty Events v2 "trigger" event. The dedup key is the subject (flow/deployment, no run id),
-# so repeated criticals for one broken deployment update one open incident instead of paging anew.
+# PagerDuty Events v2. The automation's subject is the dedup key (one per deployment or pool),
+# so every alert about one broken deployment updates one incident, and the resolve sent when it
+# recovers closes it; the body is the one-line summary.
 PAGERDUTY_JSON: dict[str, Any] = {
     "routing_key": "{{routing_key}}",
     "event_action": "trigger",
     "dedup_key": "{{subject}}",
     "payload": {
-        "summary": "{{subject}}",
+        "summary": "{{body}}",
         "source": "prefect/data-pipelines",
         "severity": "critical",
-        "component": "{{name}}",
-        "custom_details": {"details": "{{body}}"},
+        "component": "{{subject}}",
+        "custom_details": {"dedup_key": "{{subject}}"},
     },
     "client": "Prefect automations (data-pipelines)",
+}
+PAGERDUTY_RESOLVE_JSON: dict[str, Any] = {
+    "routing_key": "{{routing_key}}",
+    "event_action": "resolve",
+    "dedup_key": "{{subject}}",
 }
 
 
@@ -149,25 +232,38 @@ def slack_block(settings: AlertingSettings) -> Any:
     )
 
 
-def pagerduty_block(settings: AlertingSettings) -> Any:
+def pagerduty_block(settings: AlertingSettings, body: dict[str, Any] = PAGERDUTY_JSON) -> Any:
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
     return CustomWebhookNotificationBlock(
         name="data-pipelines",
         url=settings.pagerduty_events_url,
         method="POST",
-        json_data=PAGERDUTY_JSON,
+        json_data=body,
         headers={"Content-Type": "application/json"},
         secrets={"routing_key": settings.pagerduty_integration_key},
         timeout=10,
     )
 
 
-def ensure_blocks(settings: AlertingSettings) -> tuple[UUID, UUID]:
-    """Save (create or overwrite) both blocks; their document ids, Slack first."""
-    slack_id = slack_block(settings).save(SLACK_BLOCK_NAME, overwrite=True)
-    pagerduty_id = pagerduty_block(settings).save(PAGERDUTY_BLOCK_NAME, overwrite=True)
-    return slack_id, pagerduty_id
+@dataclass(frozen=True)
+class BlockIds:
+    """The saved notification blocks' document ids."""
+
+    slack: UUID
+    pagerduty: UUID
+    pagerduty_resolve: UUID
+
+
+def ensure_blocks(settings: AlertingSettings) -> BlockIds:
+    """Save (create or overwrite) the three blocks; their document ids."""
+    return BlockIds(
+        slack=slack_block(settings).save(SLACK_BLOCK_NAME, overwrite=True),
+        pagerduty=pagerduty_block(settings).save(PAGERDUTY_BLOCK_NAME, overwrite=True),
+        pagerduty_resolve=pagerduty_block(settings, PAGERDUTY_RESOLVE_JSON).save(
+            PAGERDUTY_RESOLVE_BLOCK_NAME, overwrite=True
+        ),
+    )
 
 
 # ---- automations ----------------------------------------------------------------------------
@@ -188,67 +284,232 @@ _SLACK_BODY = """\
 | replace('>', '&gt;') | truncate(2000) }}
 *Run:* {% set url = flow_run|ui_url %}{% if url %}<{{ url }}|open in Prefect>\
 {% else %}flow run {{ flow_run.id }} (set PREFECT_UI_URL on the server for a link){% endif %}"""
-_PLAIN_BODY = """\
-Flow: {{ flow.name }}
-Deployment: {{ (flow.name ~ '/' ~ deployment.name) if deployment else 'none' }}
-Flow run: {{ flow_run.name }} ({{ flow_run.id }})
-State: {{ flow_run.state.name }}
-Message: {{ (flow_run.state.message or 'none') | truncate(2000) }}
-Run: {{ (flow_run|ui_url) or ('flow run %s (no PREFECT_UI_URL on the server)' % flow_run.id) }}"""
-_CRITICAL_NOTE = "Three failed or crashed runs of this deployment within 24 hours; the last one:\n"
+# PagerDuty: the dedup key (subject) and a one-line summary (body, PagerDuty keeps 1,024 chars).
+_DEDUP_KEY = "data-pipelines/" + _DEPLOYMENT
+_RUN_LINE = (
+    "run {{ flow_run.name }} ({{ flow_run.id }}), {{ flow_run.state.name }}: "
+    "{{ (flow_run.state.message or 'no message') | truncate(600) }}"
+    "{% set url = flow_run|ui_url %}{% if url %} {{ url }}{% endif %}"
+)
+_CRITICAL_NOTE = "Three failed, crashed or timed-out runs of this deployment within 24 hours; "
+_CRITICAL_SUMMARY = "CRITICAL: " + _DEPLOYMENT + " failed 3 times within 24 h; last " + _RUN_LINE
+_LATE_SUBJECT = "[data-pipelines] Not started: " + _DEPLOYMENT
+_LATE_NOTE = (
+    "A scheduled run has not started {minutes} min after it turned Late: is a worker polling "
+    "the work pool? (docs/operations.md, 'Worker down')\n"
+)
+_RUNNING_SUBJECT = "[data-pipelines] Running too long: " + _DEPLOYMENT
+_RUNNING_NOTE = (
+    "Still Running {minutes} min after it started, past its timeout: the process is hung or "
+    "was lost with its worker (docs/operations.md, 'Running too long')\n"
+)
+_POOL = "{{ work_pool.name }}"
+_POOL_DEDUP_KEY = "data-pipelines/work-pool/" + _POOL
+_POOL_SUBJECT = "[data-pipelines] Work pool not ready: " + _POOL
+_POOL_BODY = (
+    "Work pool " + _POOL + " has had no live worker for {minutes} min: no scheduled run can "
+    "start. Start a worker: `prefect worker start --pool " + _POOL + "` "
+    "(docs/operations.md, 'Worker down')"
+)
 
 
-def _trigger(threshold: int, within: timedelta, per_deployment: bool) -> Any:
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.3g}"
+
+
+def _flow_run_trigger(
+    expect: set[str],
+    *,
+    threshold: int = 1,
+    within: timedelta = timedelta(0),
+    per_deployment: bool = False,
+    flow_name: str | None = None,
+    after: set[str] | None = None,
+) -> Any:
+    """A trigger on flow-run state events of `dlt`-tagged runs (of one flow, if named)."""
     from prefect.events.schemas.automations import EventTrigger, Posture
 
+    related: list[dict[str, str]] = [dict(DLT_TAG)]
+    if flow_name is not None:
+        related.append({"prefect.resource.role": "flow", "prefect.resource.name": flow_name})
+    if after:
+        # Proactive: each run that entered an `after` state must reach an `expect` state within
+        # the window, else fire (for_each: one bucket, and one alert, per flow run).
+        for_each = {"prefect.resource.id"}
+        posture = Posture.Proactive
+    else:
+        # Count per deployment: one pipeline failing three times is "stays broken"; three
+        # unrelated one-offs each got their warning already.
+        for_each = {"related:deployment:prefect.resource.id"} if per_deployment else set()
+        posture = Posture.Reactive
     return EventTrigger(
-        expect=set(FAILED_EVENTS),
+        after=after or set(),
+        expect=expect,
         match={"prefect.resource.id": "prefect.flow-run.*"},
-        match_related=dict(DLT_TAG),
-        # Count failures per deployment: one pipeline failing three times is "stays broken";
-        # three unrelated one-offs each got their warning already.
-        for_each={"related:deployment:prefect.resource.id"} if per_deployment else set(),
-        posture=Posture.Reactive,
+        match_related=related if len(related) > 1 else related[0],
+        for_each=for_each,
+        posture=posture,
         threshold=threshold,
         within=within,
     )
 
 
-def automation_definitions(slack_block_id: UUID, pagerduty_block_id: UUID) -> list[Any]:
-    """The two automations, as Prefect objects (not yet applied)."""
-    from prefect.automations import Automation, SendNotification
+def _work_pool_trigger(
+    pool: str, expect: str, after: str | None = None, within: timedelta = timedelta(0)
+) -> Any:
+    from prefect.events.schemas.automations import EventTrigger, Posture
 
-    warning = Automation(
-        name=WARNING_AUTOMATION,
-        description="Any flow run of a deployment tagged dlt ended Failed or Crashed: Slack.",
-        enabled=True,
-        trigger=_trigger(1, timedelta(0), per_deployment=False),
-        actions=[
-            SendNotification(block_document_id=slack_block_id, subject=_SUBJECT, body=_SLACK_BODY)
-        ],
+    return EventTrigger(
+        after={after} if after else set(),
+        expect={expect},
+        match={"prefect.resource.id": "prefect.work-pool.*", "prefect.resource.name": pool},
+        for_each={"prefect.resource.id"},
+        posture=Posture.Proactive if after else Posture.Reactive,
+        threshold=1,
+        within=within,
     )
-    critical = Automation(
-        name=CRITICAL_AUTOMATION,
-        description=(
-            f"{CRITICAL_THRESHOLD} failed or crashed runs of one dlt-tagged deployment within "
-            "24 hours: Slack and PagerDuty."
+
+
+def _page(blocks: BlockIds, dedup_key: str, summary: str) -> Any:
+    from prefect.automations import SendNotification
+
+    return SendNotification(block_document_id=blocks.pagerduty, subject=dedup_key, body=summary)
+
+
+def _resolve(blocks: BlockIds, dedup_key: str) -> Any:
+    from prefect.automations import SendNotification
+
+    return SendNotification(
+        block_document_id=blocks.pagerduty_resolve, subject=dedup_key, body="resolved"
+    )
+
+
+def _slack(blocks: BlockIds, subject: str, body: str) -> Any:
+    from prefect.automations import SendNotification
+
+    return SendNotification(block_document_id=blocks.slack, subject=subject, body=body)
+
+
+def automation_definitions(
+    blocks: BlockIds,
+    windows: AlertWindows | None = None,
+    flow_timeouts: dict[str, float] | None = None,
+) -> list[Any]:
+    """Every automation, as Prefect objects (not yet applied).
+
+    `flow_timeouts` (flow name -> seconds) sizes the "running too long" alerts; by default the
+    flows' own timeouts (`flows.retry_policy`), read from the same config the flows read.
+    """
+    from prefect.automations import Automation
+
+    windows = windows or windows_from_config()
+    if flow_timeouts is None:
+        from flows.retry_policy import flow_timeouts as configured_flow_timeouts
+
+        flow_timeouts = configured_flow_timeouts()
+    late = windows.late_after_seconds
+    definitions = [
+        Automation(
+            name=WARNING_AUTOMATION,
+            description="A flow run of a dlt-tagged deployment ended Failed, Crashed, TimedOut "
+            "or Refused (bad input): Slack.",
+            trigger=_flow_run_trigger(set(WARNING_EVENTS)),
+            actions=[_slack(blocks, _SUBJECT, _SLACK_BODY)],
         ),
-        enabled=True,
-        trigger=_trigger(CRITICAL_THRESHOLD, CRITICAL_WITHIN, per_deployment=True),
-        actions=[
-            SendNotification(
-                block_document_id=slack_block_id,
-                subject=_CRITICAL_SUBJECT,
-                body=_CRITICAL_NOTE + _SLACK_BODY,
+        Automation(
+            name=CRITICAL_AUTOMATION,
+            description=(
+                f"{CRITICAL_THRESHOLD} Failed, Crashed or TimedOut runs of one dlt-tagged "
+                "deployment within 24 hours (Refused runs do not count): Slack and PagerDuty."
             ),
-            SendNotification(
-                block_document_id=pagerduty_block_id,
-                subject=_CRITICAL_SUBJECT,
-                body=_CRITICAL_NOTE + _PLAIN_BODY,
+            trigger=_flow_run_trigger(
+                set(FAILED_EVENTS),
+                threshold=CRITICAL_THRESHOLD,
+                within=CRITICAL_WITHIN,
+                per_deployment=True,
             ),
-        ],
-    )
-    return [warning, critical]
+            actions=[
+                _slack(blocks, _CRITICAL_SUBJECT, _CRITICAL_NOTE + "the last one:\n" + _SLACK_BODY),
+                _page(blocks, _DEDUP_KEY, _CRITICAL_SUMMARY),
+            ],
+        ),
+        Automation(
+            name=RESOLVE_AUTOMATION,
+            description="A run of a dlt-tagged deployment Completed: resolve its PagerDuty "
+            "incident, if one is open (dedup key per deployment).",
+            trigger=_flow_run_trigger({"prefect.flow-run.Completed"}),
+            actions=[_resolve(blocks, _DEDUP_KEY)],
+        ),
+        Automation(
+            name=LATE_AUTOMATION,
+            description=f"A scheduled run of a dlt-tagged deployment still not started "
+            f"{_minutes(late)} min after it turned Late (worker down?): Slack and PagerDuty.",
+            trigger=_flow_run_trigger(
+                set(STARTED_EVENTS),
+                after={"prefect.flow-run.Late"},
+                within=timedelta(seconds=late),
+            ),
+            actions=[
+                _slack(
+                    blocks, _LATE_SUBJECT, _LATE_NOTE.format(minutes=_minutes(late)) + _SLACK_BODY
+                ),
+                _page(blocks, _DEDUP_KEY, "Not started: " + _DEPLOYMENT + "; " + _RUN_LINE),
+            ],
+        ),
+    ]
+    for flow_name, timeout in sorted(flow_timeouts.items()):
+        limit = timeout + windows.running_grace_seconds
+        definitions.append(
+            Automation(
+                name=RUNNING_AUTOMATION_PREFIX + flow_name,
+                description=f"A run of {flow_name} (dlt-tagged) still Running {_minutes(limit)} "
+                f"min after it started: its timeout ({timeout:g} s) plus "
+                f"{windows.running_grace_seconds:g} s. Slack and PagerDuty.",
+                trigger=_flow_run_trigger(
+                    set(FINISHED_EVENTS),
+                    after={"prefect.flow-run.Running"},
+                    within=timedelta(seconds=limit),
+                    flow_name=flow_name,
+                ),
+                actions=[
+                    _slack(
+                        blocks,
+                        _RUNNING_SUBJECT,
+                        _RUNNING_NOTE.format(minutes=_minutes(limit)) + _SLACK_BODY,
+                    ),
+                    _page(
+                        blocks, _DEDUP_KEY, "Running too long: " + _DEPLOYMENT + "; " + _RUN_LINE
+                    ),
+                ],
+            )
+        )
+    pool, not_ready = windows.work_pool_name, windows.work_pool_not_ready_seconds
+    definitions += [
+        Automation(
+            name=WORK_POOL_AUTOMATION,
+            description=f"Work pool {pool} Not Ready (no live worker) for "
+            f"{_minutes(not_ready)} min: Slack and PagerDuty.",
+            trigger=_work_pool_trigger(
+                pool,
+                expect="prefect.work-pool.ready",
+                after="prefect.work-pool.not-ready",
+                within=timedelta(seconds=not_ready),
+            ),
+            actions=[
+                _slack(blocks, _POOL_SUBJECT, _POOL_BODY.replace("{minutes}", _minutes(not_ready))),
+                _page(
+                    blocks, _POOL_DEDUP_KEY, _POOL_BODY.replace("{minutes}", _minutes(not_ready))
+                ),
+            ],
+        ),
+        Automation(
+            name=WORK_POOL_RESOLVE_AUTOMATION,
+            description=f"Work pool {pool} Ready again: resolve its PagerDuty incident.",
+            trigger=_work_pool_trigger(pool, expect="prefect.work-pool.ready"),
+            actions=[_resolve(blocks, _POOL_DEDUP_KEY)],
+        ),
+    ]
+    return definitions
 
 
 def apply_automations(definitions: list[Any]) -> list[str]:
@@ -277,16 +538,34 @@ def apply_automations(definitions: list[Any]) -> list[str]:
     return done
 
 
-def apply(settings: AlertingSettings | None = None) -> list[str]:
+def apply(
+    settings: AlertingSettings | None = None, windows: AlertWindows | None = None
+) -> list[str]:
     """Blocks and automations, idempotently; one line per thing done (no secrets)."""
     settings = settings or settings_from_config()
-    slack_id, pagerduty_id = ensure_blocks(settings)
+    blocks = ensure_blocks(settings)
     lines = [
         f"block custom-webhook/{SLACK_BLOCK_NAME} saved (Slack incoming-webhook format)",
-        f"block custom-webhook/{PAGERDUTY_BLOCK_NAME} saved (PagerDuty Events v2 -> "
+        f"block custom-webhook/{PAGERDUTY_BLOCK_NAME} saved (PagerDuty Events v2 trigger -> "
         f"{settings.pagerduty_events_url})",
+        f"block custom-webhook/{PAGERDUTY_RESOLVE_BLOCK_NAME} saved (PagerDuty Events v2 resolve)",
     ]
-    return lines + apply_automations(automation_definitions(slack_id, pagerduty_id))
+    definitions = automation_definitions(blocks, windows)
+    return lines + apply_automations(definitions) + _delete_retired(definitions)
+
+
+def _delete_retired(definitions: list[Any]) -> list[str]:
+    """Remove our automations no longer defined (a flow removed from the timeouts table)."""
+    from prefect.client.orchestration import get_client
+
+    wanted = {automation.name for automation in definitions}
+    done = []
+    with get_client(sync_client=True) as client:
+        for automation in client.read_automations():
+            if automation.name.startswith("data-pipelines: ") and automation.name not in wanted:
+                client.delete_automation(automation.id)
+                done.append(f"automation {automation.name!r} deleted (no longer defined)")
+    return done
 
 
 def delete_all() -> list[str]:
@@ -295,8 +574,8 @@ def delete_all() -> list[str]:
 
     done = []
     with get_client(sync_client=True) as client:
-        for name in AUTOMATION_NAMES:
-            for automation in client.read_automations_by_name(name):
+        for automation in client.read_automations():
+            if automation.name.startswith("data-pipelines: "):
                 client.delete_automation(automation.id)
-                done.append(f"automation {name!r} deleted")
+                done.append(f"automation {automation.name!r} deleted")
     return done

@@ -54,17 +54,20 @@ def is_slack(record: dict[str, Any]) -> bool:
     return record["path"].startswith("/slack") and isinstance(body, dict) and "text" in body
 
 
-def is_pagerduty(record: dict[str, Any]) -> bool:
-    """A PagerDuty Events v2 trigger: routing key, `event_action` and a payload with summary."""
+def is_pagerduty(record: dict[str, Any], event_action: str = "trigger") -> bool:
+    """A PagerDuty Events v2 event of `event_action`: a trigger carries a payload with a
+    summary; a resolve (or acknowledge) only the routing and dedup keys."""
     body = record.get("body")
-    return (
+    if not (
         record["path"].startswith("/pagerduty")
         and isinstance(body, dict)
-        and body.get("event_action") == "trigger"
+        and body.get("event_action") == event_action
         and "routing_key" in body
-        and isinstance(body.get("payload"), dict)
-        and "summary" in body["payload"]
-    )
+    ):
+        return False
+    if event_action == "trigger":
+        return isinstance(body.get("payload"), dict) and "summary" in body["payload"]
+    return bool(body.get("dedup_key"))
 
 
 class _Handler(BaseHTTPRequestHandler):

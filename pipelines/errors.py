@@ -6,6 +6,10 @@ decision walks the exception chain.
 
 from __future__ import annotations
 
+import os
+import sys
+import traceback
+
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
 from sources.errors import (
@@ -14,12 +18,23 @@ from sources.errors import (
     SourceError,
     TransientSourceError,
 )
+from sources.exchange_rates.dates import InvalidDateError
 
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     PermanentSourceError,
     ConfigurationError,
     ConfigFieldMissingException,
 )
+# An operator's typo (a bad date, a range that runs backwards): the run is refused before any
+# work, fails and reaches Slack, but is not an outage and never counts toward a page.
+BAD_INPUT_ERRORS: tuple[type[BaseException], ...] = (InvalidDateError,)
+# Whose exception messages are written for operators (no type name needed in front).
+OUR_PACKAGES = frozenset({"sources", "pipelines", "flows", "environments"})
+# Exit codes of our command-line entry points.
+EXIT_TRANSIENT = 1
+EXIT_PERMANENT = 2
+# Set to 1 for the traceback as well as the one line (the CLI also has --debug).
+DEBUG_ENV = "DATA_PIPELINES_DEBUG"
 
 __all__ = [
     "PERMANENT_ERRORS",
@@ -27,8 +42,13 @@ __all__ = [
     "PermanentSourceError",
     "SourceError",
     "TransientSourceError",
+    "debug_requested",
     "exception_chain",
+    "exit_code",
+    "is_bad_input",
     "is_permanent",
+    "one_line_cause",
+    "report_failure",
     "root_cause_message",
 ]
 
@@ -55,3 +75,46 @@ def root_cause_message(exc: BaseException) -> str:
         if isinstance(e, (SourceError, ConfigurationError)):
             return str(e)
     return str(chain[-1])
+
+
+def is_bad_input(exc: BaseException) -> bool:
+    """True when the run was refused for its input (an operator's typo), not for an outage."""
+    return any(isinstance(e, BAD_INPUT_ERRORS) for e in exception_chain(exc))
+
+
+def one_line_cause(exc: BaseException) -> str:
+    """The root cause and its fix on one line: what state messages, alerts and the CLI show.
+
+    Our own errors already read "what failed: what to do"; anything else (a driver's or dlt's
+    error deep in the chain) is named by its type so the line still says what happened.
+    """
+    chain = exception_chain(exc)
+    ours = next((e for e in chain if isinstance(e, (SourceError, ConfigurationError))), None)
+    # else any error our own code raised on purpose (e.g. data-freshness's failed checks)
+    ours = ours or next(
+        (e for e in chain if type(e).__module__.split(".")[0] in OUR_PACKAGES), None
+    )
+    if ours is not None:
+        # ours may wrap a long tail (dlt's own text): keep all of it, on one line
+        return " ".join(str(ours).split()) or type(ours).__name__
+    cause = chain[-1]
+    first_line = next((line.strip() for line in str(cause).splitlines() if line.strip()), "")
+    return f"{type(cause).__name__}: {first_line}" if first_line else type(cause).__name__
+
+
+def exit_code(exc: BaseException) -> int:
+    """2 when a human must change something (input, configuration, credentials), else 1."""
+    return EXIT_PERMANENT if is_permanent(exc) else EXIT_TRANSIENT
+
+
+def debug_requested() -> bool:
+    """True when `DATA_PIPELINES_DEBUG` asks for tracebacks."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def report_failure(error: BaseException, debug: bool = False) -> int:
+    """Print the one-line cause to stderr (and the traceback when debugging); the exit code."""
+    if debug or debug_requested():
+        traceback.print_exception(error)
+    print(one_line_cause(error), file=sys.stderr)
+    return exit_code(error)

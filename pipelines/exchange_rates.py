@@ -30,7 +30,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -320,11 +320,14 @@ def backfill(
     end_date: date | str | None = None,
     *,
     settings: ExchangeRatesSettings | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> BackfillResult:
     """`_backfill` under the pipeline's run lock; bad dates are refused before any wait."""
     validate_date_range(start_date, end_date)
     with pipeline_run_lock(PIPELINE_NAME):
-        return _backfill(environment, start_date, end_date, settings=settings)
+        return _backfill(
+            environment, start_date, end_date, settings=settings, on_progress=on_progress
+        )
 
 
 def _backfill(
@@ -333,6 +336,7 @@ def _backfill(
     end_date: date | str | None = None,
     *,
     settings: ExchangeRatesSettings | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> BackfillResult:
     """Historical rates for `start_date..end_date` (inclusive; end defaults to yesterday UTC).
 
@@ -346,6 +350,9 @@ def _backfill(
     5. A day OXR has no data for (404) is skipped and listed; a day whose answer is refused by
        the data contract is not written, the other days are, then the run fails permanently
        naming it. A 404 on every requested day is a permanent configuration error.
+
+    `on_progress(days_done, days_total)` is called once the days already present are known and
+    after each chunk lands (a flow passes one that publishes a progress artifact).
     """
     started = time.monotonic()
     start, end = validate_date_range(start_date, end_date)
@@ -362,6 +369,8 @@ def _backfill(
         days_requested=len(missing),
         quarantined=bucket.quarantined,
     )
+    report_progress = on_progress or (lambda done, total: None)
+    report_progress(result.days_skipped, result.days_total)
     logger.info(
         "Backfill %s..%s: %d days, %d already in the bucket, %d to fetch "
         "(max %d concurrent, %.3g requests/s)",
@@ -380,7 +389,14 @@ def _backfill(
         )
         problems = DayProblems()
         try:
-            result.days_loaded = _fetch_and_load(runner, client, missing, settings, problems)
+            result.days_loaded = _fetch_and_load(
+                runner,
+                client,
+                missing,
+                settings,
+                problems,
+                on_loaded=lambda done: report_progress(result.days_skipped + done, len(wanted)),
+            )
         finally:
             result.days_not_available = problems.not_available
             result.days_refused = sorted(e.day for e in problems.refused if e.day is not None)
@@ -418,6 +434,7 @@ def _fetch_and_load(
     missing: list[date],
     settings: ExchangeRatesSettings,
     problems: DayProblems,
+    on_loaded: Callable[[int], None],
 ) -> int:
     total = len(missing)
     log_every = max(1, total // 10)
@@ -439,6 +456,7 @@ def _fetch_and_load(
             runner.load(historical_resource(chunk))
             loaded += len(chunk)
             logger.info("Backfill progress: %d/%d days in the bucket", loaded, total)
+            on_loaded(loaded)
         last_flush = time.monotonic()
 
     try:

@@ -2,8 +2,14 @@
 `currencies-weekly/production` deployment, real HTTP to the local webhook receiver.
 
 The session's Prefect test harness is an ephemeral server, which runs the reactive triggers and
-actions services (`RunInEphemeralServers`), so no second server is started. Each test applies the
-automations afresh (new automation ids, so no trigger counts carry over between tests).
+actions services (`RunInEphemeralServers`) and evaluates proactive triggers (every 5 s), so no
+second server is started. Each test applies the automations afresh (new automation ids, so no
+trigger counts carry over between tests), with the proactive windows shrunk through the same
+dlt config (`ALERTING__...`, `DATA_PIPELINES__TIMEOUTS__...`) the product reads.
+
+What the server's own services would do and the harness does not run (the late-runs service
+marking a run Late, the foreman marking a pool Not Ready) is done here through the same API
+state changes, so the real events reach the real triggers.
 """
 
 from __future__ import annotations
@@ -19,14 +25,18 @@ from uuid import UUID
 import pytest
 
 from flows.currencies import currencies_weekly_flow
+from flows.exchange_rates import exchange_rates_backfill_flow
+from flows.retry_policy import flow_timeout
 from infra import alerting
 from infra.prefect_setup import ensure_work_pools, load_prefect_file
+from local_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID as SANDBOX_APP_ID
 from local_stack.oxr_sandbox import OXRSandbox
 from local_stack.webhook_receiver import WebhookReceiver, is_pagerduty, is_slack
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 DEPLOYMENT = "currencies-weekly/production"
+DEDUP_KEY = "data-pipelines/currencies-weekly/production"
 ROUTING_KEY = "local-routing-key-0123456789abcdef"
 # FIELD-NOTES measured 26-30 s from failure to webhook; leave room on a busy 2-core machine.
 ALERT_TIMEOUT = 120
@@ -48,22 +58,31 @@ def settings(receiver: WebhookReceiver) -> alerting.AlertingSettings:
     )
 
 
-@pytest.fixture(scope="module")
-def deployment_id(prefect_server: None) -> UUID:
-    """`currencies-weekly/production` with prefect.yaml's tags, in the `production` pool."""
-    ensure_work_pools()
+def apply_deployment(flow: Any, entrypoint_suffix: str) -> UUID:
+    """The flow's deployment with prefect.yaml's name, tags and work pool."""
     spec = next(
-        d
-        for d in load_prefect_file()["deployments"]
-        if d["entrypoint"].endswith(":currencies_weekly_flow")
+        d for d in load_prefect_file()["deployments"] if d["entrypoint"].endswith(entrypoint_suffix)
     )
-    deployment = currencies_weekly_flow.to_deployment(
+    deployment = flow.to_deployment(
         name=spec["name"],
         tags=spec["tags"],
         description=spec["description"],
         work_pool_name=spec["work_pool"]["name"],
     )
     return deployment.apply()
+
+
+@pytest.fixture(scope="module")
+def deployment_id(prefect_server: None) -> UUID:
+    """`currencies-weekly/production` with prefect.yaml's tags, in the `production` pool."""
+    ensure_work_pools()
+    return apply_deployment(currencies_weekly_flow, ":currencies_weekly_flow")
+
+
+@pytest.fixture(scope="module")
+def backfill_deployment_id(prefect_server: None) -> UUID:
+    ensure_work_pools()
+    return apply_deployment(exchange_rates_backfill_flow, ":exchange_rates_backfill_flow")
 
 
 @pytest.fixture
@@ -76,24 +95,60 @@ def automations(
     alerting.delete_all()
 
 
-def run_deployment_once(deployment_id: UUID) -> tuple[str, Any]:
+def run_deployment_once(
+    deployment_id: UUID, flow: Any = currencies_weekly_flow, **parameters: Any
+) -> tuple[str, Any]:
     """A flow run of the deployment (carrying its tags), executed by Prefect's engine here."""
     from prefect.client.orchestration import get_client
     from prefect.flow_engine import run_flow
 
     with get_client(sync_client=True) as client:
-        flow_run = client.create_flow_run_from_deployment(deployment_id)
+        flow_run = client.create_flow_run_from_deployment(deployment_id, parameters=parameters)
     assert "dlt" in flow_run.tags
-    state = run_flow(currencies_weekly_flow, flow_run=flow_run, return_type="state")
+    state = run_flow(flow, flow_run=flow_run, parameters=parameters, return_type="state")
     return str(flow_run.id), state
+
+
+def flow_run_in_state(deployment_id: UUID, state: Any) -> str:
+    """A run of the deployment put in `state` through the API, as a server service would."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        flow_run = client.create_flow_run_from_deployment(deployment_id)
+        client.set_flow_run_state(flow_run.id, state, force=True)
+    return str(flow_run.id)
+
+
+def task_attempts(flow_run_id: str) -> list[int]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)]))
+        )
+    return [task_run.run_count for task_run in task_runs]
+
+
+def cancel(flow_run_id: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(UUID(flow_run_id), Cancelled(), force=True)
 
 
 def slack(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if is_slack(r)]
 
 
-def pagerduty(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if is_pagerduty(r)]
+def titled(records: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
+    """The Slack messages whose title starts with `prefix` (other alerts may arrive too)."""
+    return [r for r in slack(records) if r["body"]["text"].startswith(prefix)]
+
+
+def pagerduty(records: list[dict[str, Any]], action: str = "trigger") -> list[dict[str, Any]]:
+    return [r for r in records if is_pagerduty(r, action)]
 
 
 def fail_runs(oxr_sandbox: OXRSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,7 +156,7 @@ def fail_runs(oxr_sandbox: OXRSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOURCES__OPEN_EXCHANGE_RATES__API_KEY", "revoked-app-id")
 
 
-def test_failed_run_sends_one_slack_message_and_success_sends_none(
+def test_failed_run_sends_one_slack_message_starting_with_the_cause(
     oxr_sandbox: OXRSandbox,
     data_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -115,23 +170,31 @@ def test_failed_run_sends_one_slack_message_and_success_sends_none(
     fail_runs(oxr_sandbox, monkeypatch)
     failed_id, failed_state = run_deployment_once(deployment_id)
     assert failed_state.is_failed()
+    # the state message is the client's one-line cause and fix, not dlt's wrapper
+    assert failed_state.message.startswith(
+        "Open Exchange Rates currencies.json: HTTP 401 invalid_app_id: the app id was rejected"
+    ), failed_state.message
     failed_at = time.monotonic()
 
     records = receiver.wait_for(lambda rs: len(slack(rs)) >= 1, ALERT_TIMEOUT)
-    received = datetime.fromisoformat(records[0]["received_at"])
+    first_slack = slack(records)[0]
+    received = datetime.fromisoformat(first_slack["received_at"])
     print(
         f"Failed state -> Slack webhook: {(received - failed_state.timestamp).total_seconds():.1f}"
         f" s ({time.monotonic() - failed_at:.1f} s after the run returned)"
     )
-    print(json.dumps(records[0], indent=2))
-    # Events are evaluated in order: had the Completed run (earlier) triggered anything, it
-    # would be here by now. Give a duplicate a few more seconds to show up.
+    print(json.dumps(first_slack, indent=2))
+    # Events are evaluated in order: had the Completed run (earlier) triggered a Slack message,
+    # it would be here by now. Give a duplicate a few more seconds to show up.
     with pytest.raises(TimeoutError):
         receiver.wait_for(lambda rs: len(rs) > len(records), 8)
     records = receiver.records()
-    assert len(records) == 1 and not pagerduty(records)
-    body = records[0]["body"]
-    assert records[0]["path"] == "/slack/alerts"
+    # the Completed run resolved any open incident of its deployment; nothing paged
+    assert len(slack(records)) == 1 and not pagerduty(records)
+    # (a busy SQLite server may deliver an action twice; PagerDuty dedups on the key anyway)
+    assert {r["body"]["dedup_key"] for r in pagerduty(records, "resolve")} == {DEDUP_KEY}
+    body = first_slack["body"]
+    assert first_slack["path"] == "/slack/alerts"
     text = body["blocks"][1]["text"]["text"]
     assert body["text"] == "[data-pipelines] Failed: currencies-weekly/production"
     assert body["blocks"][0] == {
@@ -140,12 +203,12 @@ def test_failed_run_sends_one_slack_message_and_success_sends_none(
     }
     assert failed_id in text and ok_id not in text
     assert "*Deployment:* currencies-weekly/production" in text
-    assert "invalid_app_id" in text  # the state message says what to fix
+    assert "*Message:* Open Exchange Rates currencies.json: HTTP 401 invalid_app_id" in text
     assert f"/runs/flow-run/{failed_id}|open in Prefect>" in text
     assert "revoked-app-id" not in str(records)
 
 
-def test_three_failures_page_pagerduty_with_an_events_v2_trigger(
+def test_three_failures_page_and_the_next_completed_run_resolves_the_incident(
     oxr_sandbox: OXRSandbox,
     data_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -166,16 +229,206 @@ def test_three_failures_page_pagerduty_with_an_events_v2_trigger(
     assert event["event_action"] == "trigger"
     assert event["payload"]["severity"] == "critical"
     assert event["payload"]["source"] == "prefect/data-pipelines"
-    assert event["payload"]["summary"] == (
-        "[data-pipelines] CRITICAL: currencies-weekly/production failed 3 times within 24 h"
+    # one incident per deployment, whatever the message says
+    assert event["dedup_key"] == DEDUP_KEY
+    summary = event["payload"]["summary"]
+    assert summary.startswith(
+        "CRITICAL: currencies-weekly/production failed 3 times within 24 h; last run "
     )
-    assert event["dedup_key"] == event["payload"]["summary"]
-    details = event["payload"]["custom_details"]["details"]
-    assert run_ids[-1] in details and "invalid_app_id" in details
+    # the run that made it three (a busy SQLite server may redeliver an earlier event)
+    assert any(run_id in summary for run_id in run_ids) and "invalid_app_id" in summary
     # Slack: one warning per failure, plus the critical.
+    # (counted by run id: on a busy machine an earlier test's event may be evaluated late)
+    warned = {
+        run_id
+        for r in slack(records)
+        if r["body"]["text"] == "[data-pipelines] Failed: currencies-weekly/production"
+        for run_id in run_ids
+        if run_id in r["body"]["blocks"][1]["text"]["text"]
+    }
+    assert warned == set(run_ids)
     texts = [r["body"]["text"] for r in slack(records)]
-    assert texts.count("[data-pipelines] Failed: currencies-weekly/production") == 3
-    assert texts.count(event["payload"]["summary"]) == 1
+    assert (
+        texts.count(
+            "[data-pipelines] CRITICAL: currencies-weekly/production failed 3 times within 24 h"
+        )
+        == 1
+    )
+
+    # the deployment recovers: its next Completed run resolves the incident it opened
+    monkeypatch.setenv("SOURCES__OPEN_EXCHANGE_RATES__API_KEY", SANDBOX_APP_ID)
+    assert run_deployment_once(deployment_id)[1].is_completed()
+    records = receiver.wait_for(lambda rs: len(pagerduty(rs, "resolve")) >= 1, ALERT_TIMEOUT)
+    resolve = pagerduty(records, "resolve")[0]
+    print(json.dumps(resolve, indent=2))
+    assert resolve["body"] == {
+        "routing_key": ROUTING_KEY,
+        "event_action": "resolve",
+        "dedup_key": event["dedup_key"],
+    }
+
+
+def test_refused_runs_reach_slack_but_never_page(
+    oxr_sandbox: OXRSandbox,
+    data_dir: Path,
+    backfill_deployment_id: UUID,
+    automations: list[str],
+    receiver: WebhookReceiver,
+) -> None:
+    for _ in range(3):  # three operator typos in a row
+        _, state = run_deployment_once(
+            backfill_deployment_id,
+            exchange_rates_backfill_flow,
+            start_date="2026-13-45",
+            end_date="2026-01-07",
+        )
+        assert state.is_failed() and state.name == "Refused"
+        assert state.message.startswith("start_date='2026-13-45' is not a valid date"), (
+            state.message
+        )
+    records = receiver.wait_for(lambda rs: len(slack(rs)) >= 3, ALERT_TIMEOUT)
+    assert {r["body"]["text"] for r in slack(records)} == {
+        "[data-pipelines] Refused: exchange-rates-backfill/production"
+    }
+    # the critical automation sees the same events in the same order: it would have paged by now
+    with pytest.raises(TimeoutError):
+        receiver.wait_for(lambda rs: len(rs) > len(records), 10)
+    assert not pagerduty(receiver.records())
+    assert oxr_sandbox.request_count() == 0
+
+
+def test_a_late_run_that_never_starts_alerts_and_pages(
+    monkeypatch: pytest.MonkeyPatch,
+    settings: alerting.AlertingSettings,
+    deployment_id: UUID,
+    automations: list[str],
+    receiver: WebhookReceiver,
+) -> None:
+    from prefect.states import Late
+
+    monkeypatch.setenv("ALERTING__LATE_AFTER_SECONDS", "10")  # Prefect's minimum
+    alerting.apply(settings)
+    # No worker polls the pool: the run stays Late (the server's late-runs service would set it)
+    flow_run_id = flow_run_in_state(deployment_id, Late())
+    try:
+        records = receiver.wait_for(
+            lambda rs: titled(rs, "[data-pipelines] Not started: ") and pagerduty(rs),
+            ALERT_TIMEOUT,
+        )
+    finally:
+        cancel(flow_run_id)
+    (message,) = titled(records, "[data-pipelines] Not started: ")
+    assert message["body"]["text"] == "[data-pipelines] Not started: currencies-weekly/production"
+    text = message["body"]["blocks"][1]["text"]["text"]
+    assert "has not started 0.167 min after it turned Late" in text and flow_run_id in text
+    (page,) = pagerduty(records)
+    assert page["body"]["dedup_key"] == DEDUP_KEY
+    assert page["body"]["payload"]["summary"].startswith(
+        "Not started: currencies-weekly/production; run "
+    )
+
+
+def test_a_run_still_running_past_its_timeout_alerts_and_pages(
+    monkeypatch: pytest.MonkeyPatch,
+    settings: alerting.AlertingSettings,
+    deployment_id: UUID,
+    automations: list[str],
+    receiver: WebhookReceiver,
+) -> None:
+    from prefect.states import Running
+
+    monkeypatch.setenv("DATA_PIPELINES__TIMEOUTS__LOAD_CURRENCIES", "2")
+    monkeypatch.setenv("DATA_PIPELINES__TIMEOUTS__FLOW_MARGIN", "1")
+    monkeypatch.setenv("ALERTING__RUNNING_GRACE_SECONDS", "1")
+    limit = flow_timeout("currencies-weekly") + 1
+    assert limit < 15  # the same config sizes the flow's timeout and the alert's window
+    alerting.apply(settings)
+    # a run whose process hangs where no timeout can reach it (or died with its worker)
+    flow_run_id = flow_run_in_state(deployment_id, Running())
+    started = time.monotonic()
+    try:
+        records = receiver.wait_for(
+            lambda rs: titled(rs, "[data-pipelines] Running too long: ") and pagerduty(rs),
+            ALERT_TIMEOUT,
+        )
+    finally:
+        cancel(flow_run_id)
+    assert time.monotonic() - started >= limit - 1  # not before its window
+    (message,) = titled(records, "[data-pipelines] Running too long: ")
+    assert message["body"]["text"] == (
+        "[data-pipelines] Running too long: currencies-weekly/production"
+    )
+    assert flow_run_id in message["body"]["blocks"][1]["text"]["text"]
+    (page,) = pagerduty(records)
+    assert page["body"]["dedup_key"] == DEDUP_KEY
+
+
+def test_a_hung_run_times_out_and_alerts(
+    oxr_sandbox: OXRSandbox,
+    data_dir: Path,
+    deployment_id: UUID,
+    automations: list[str],
+    receiver: WebhookReceiver,
+) -> None:
+    # Every request hangs past the flow's timeout. Prefect raises the flow's timeout inside the
+    # running task as the task's own timeout; the retry policy must not retry it.
+    timed = currencies_weekly_flow.with_options(timeout_seconds=3)
+    oxr_sandbox.latency_seconds = 8
+    try:
+        started = time.monotonic()
+        flow_run_id, state = run_deployment_once(deployment_id, timed)
+        print(f"hung run ended {state.name} after {time.monotonic() - started:.1f} s")
+    finally:
+        oxr_sandbox.latency_seconds = 0
+    assert state.is_failed() and state.name == "TimedOut", (state.name, state.message)
+    assert state.message.startswith("Flow run exceeded its timeout of 3 s")
+    assert task_attempts(flow_run_id) == [1]  # no retry once the flow's time was up
+    records = receiver.wait_for(lambda rs: len(slack(rs)) >= 1, ALERT_TIMEOUT)
+    assert slack(records)[0]["body"]["text"] == (
+        "[data-pipelines] TimedOut: currencies-weekly/production"
+    )
+
+
+def test_a_work_pool_without_a_live_worker_alerts_then_resolves(
+    monkeypatch: pytest.MonkeyPatch,
+    settings: alerting.AlertingSettings,
+    automations: list[str],
+    receiver: WebhookReceiver,
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    pool = f"alerting-test-{int(time.time())}"
+    monkeypatch.setenv("ALERTING__WORK_POOL_NAME", pool)
+    monkeypatch.setenv("ALERTING__WORK_POOL_NOT_READY_SECONDS", "10")
+    alerting.apply(settings)
+    with get_client(sync_client=True) as client:
+        # a new pool has no worker: the server marks it Not Ready (as the foreman does when
+        # a worker's heartbeats stop)
+        client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+        try:
+            records = receiver.wait_for(
+                lambda rs: titled(rs, "[data-pipelines] Work pool not ready: ") and pagerduty(rs),
+                ALERT_TIMEOUT,
+            )
+            (message,) = titled(records, "[data-pipelines] Work pool not ready: ")
+            assert message["body"]["text"] == f"[data-pipelines] Work pool not ready: {pool}"
+            assert (
+                f"prefect worker start --pool {pool}"
+                in message["body"]["blocks"][1]["text"]["text"]
+            )
+            (page,) = pagerduty(records)
+            assert page["body"]["dedup_key"] == f"data-pipelines/work-pool/{pool}"
+
+            # a worker comes up: its first heartbeat makes the pool Ready, which resolves
+            client.send_worker_heartbeat(
+                pool, "alerting-test-worker", heartbeat_interval_seconds=30
+            )
+            records = receiver.wait_for(lambda rs: pagerduty(rs, "resolve"), ALERT_TIMEOUT)
+            resolve = pagerduty(records, "resolve")[0]
+            assert resolve["body"]["dedup_key"] == f"data-pipelines/work-pool/{pool}"
+        finally:
+            client.delete_work_pool(pool)
 
 
 def test_applying_twice_leaves_one_of_each_and_updates_changes(
@@ -185,19 +438,19 @@ def test_applying_twice_leaves_one_of_each_and_updates_changes(
     from prefect.client.orchestration import get_client
 
     assert any("created" in line for line in automations)
+    definitions = alerting.automation_definitions(alerting.ensure_blocks(settings))
+    names = [automation.name for automation in definitions]
+    assert len(names) == len(set(names)) == 4 + 6 + 2  # 6 flows: one "running too long" each
     second = alerting.apply(settings)
     assert [line for line in second if "automation" in line] == [
-        f"automation {name!r} updated" for name in alerting.AUTOMATION_NAMES
+        f"automation {name!r} updated" for name in names
     ]
     with get_client(sync_client=True) as client:
         # a stray copy (e.g. created by hand in the UI) is folded back into one
-        definitions = alerting.automation_definitions(*alerting.ensure_blocks(settings))
         definitions[0].create()
         alerting.apply(settings)
-        found = {name: client.read_automations_by_name(name) for name in alerting.AUTOMATION_NAMES}
-        assert {name: len(items) for name, items in found.items()} == {
-            name: 1 for name in alerting.AUTOMATION_NAMES
-        }
+        found = {name: client.read_automations_by_name(name) for name in names}
+        assert {name: len(items) for name, items in found.items()} == {name: 1 for name in names}
         warning = found[alerting.WARNING_AUTOMATION][0]
         assert warning.trigger.threshold == 1
         critical = found[alerting.CRITICAL_AUTOMATION][0]
@@ -208,7 +461,7 @@ def test_applying_twice_leaves_one_of_each_and_updates_changes(
         assert len(critical.actions) == 2
 
         # a changed definition updates the existing automation in place
-        changed = alerting.automation_definitions(*alerting.ensure_blocks(settings))
+        changed = alerting.automation_definitions(alerting.ensure_blocks(settings))
         changed[0].description = "changed"
         alerting.apply_automations(changed)
         (updated,) = client.read_automations_by_name(alerting.WARNING_AUTOMATION)
@@ -216,7 +469,13 @@ def test_applying_twice_leaves_one_of_each_and_updates_changes(
 
         blocks = client.read_block_documents_by_type("custom-webhook")
         names = sorted(b.name for b in blocks if not b.is_anonymous)
-    assert names == sorted([alerting.SLACK_BLOCK_NAME, alerting.PAGERDUTY_BLOCK_NAME])
+    assert names == sorted(
+        [
+            alerting.SLACK_BLOCK_NAME,
+            alerting.PAGERDUTY_BLOCK_NAME,
+            alerting.PAGERDUTY_RESOLVE_BLOCK_NAME,
+        ]
+    )
     # the secrets are stored as secrets: loading without them shows only the obfuscated form
     block = CustomWebhookNotificationBlock.load(alerting.SLACK_BLOCK_NAME)
     assert settings.slack_webhook_url not in block.model_dump_json()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from flows.exchange_rates import (
 )
 from local_stack.oxr_sandbox import OXRSandbox
 from local_stack.snowpipe import USER_VIEW
+from sources.exchange_rates.dates import InvalidDateError
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -53,6 +56,59 @@ def run_logs(state: Any) -> list[str]:
     return asyncio.run(read())
 
 
+def progress_of(state: Any) -> float | None:
+    """The run's progress artifact's value (percent of the range's days in the bucket)."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    values = [float(a.data) for a in artifacts if a.type == "progress"]
+    return values[-1] if values else None
+
+
+# dlt's own line format, "2026-11-24 05:15:21,943|[INFO]|2735|...": never inside Prefect's
+NESTED_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3}\|\[")
+
+
+@pytest.mark.parametrize("flow", ["exchange-rates-backfill", "currencies-weekly"])
+def test_run_logs_have_one_format_for_ours_prefects_and_dlts(
+    flow: str, oxr_sandbox: OXRSandbox, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.currencies import currencies_weekly_flow
+
+    # dlt at INFO, so it has lines to show: the config for a process whose dlt is not set up
+    # yet, the logger's level for one where an earlier test did (dlt sets it up once)
+    monkeypatch.setenv("RUNTIME__LOG_LEVEL", "INFO")
+    dlt_logger = logging.getLogger("dlt")
+    level = dlt_logger.level
+    dlt_logger.setLevel(logging.INFO)
+    try:
+        if flow == "currencies-weekly":
+            state = currencies_weekly_flow(return_state=True)
+        else:
+            state = exchange_rates_backfill_flow(
+                start_date="2026-01-01", end_date="2026-01-02", return_state=True
+            )
+    finally:
+        dlt_logger.setLevel(level)
+    assert state.is_completed()
+    APILogHandler().flush()
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(
+            log_filter=LogFilter(
+                flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    by_logger = {log.name.split(".")[0] for log in logs}
+    assert {"prefect", "dlt"} <= by_logger, by_logger
+    nested = [log.message for log in logs if NESTED_FORMAT.search(log.message)]
+    assert not nested, nested[:3]
+
+
 def test_daily_flow_lands_latest(oxr_sandbox: OXRSandbox, data_dir: Path) -> None:
     result = exchange_rates_daily_flow()
     assert result["status"] == "success"
@@ -78,17 +134,23 @@ def test_backfill_flow_reports_days_and_logs_progress(
     logs = "\n".join(run_logs(state))
     assert "3/3 days" in logs, "progress from the pipeline module did not reach the run's logs"
     assert "0 skipped" in logs and "3 requested, 3 loaded" in logs
+    assert progress_of(state) == 100.0
 
     again = exchange_rates_backfill_flow(start_date="2026-01-01", end_date="2026-01-03")
     assert again["load_info"]["backfill"]["days_skipped"] == 3
     assert user_rows(data_dir) == ["2026-01-01", "2026-01-02", "2026-01-03"]
 
 
-def test_malformed_date_fails_the_flow_at_once(oxr_sandbox: OXRSandbox, data_dir: Path) -> None:
+def test_malformed_date_refuses_the_run_at_once(oxr_sandbox: OXRSandbox, data_dir: Path) -> None:
     state = exchange_rates_backfill_flow(start_date="2026-02-30", return_state=True)
-    assert state.is_failed()
-    assert "start_date='2026-02-30' is not a valid date: use YYYY-MM-DD" in state.message
+    # Failed, named Refused: alerts Slack, never counts toward a page (tests/test_alerting.py)
+    assert state.is_failed() and state.name == "Refused"
+    assert state.message == (
+        "start_date='2026-02-30' is not a valid date: use YYYY-MM-DD, for example 2026-01-01"
+    )
     assert oxr_sandbox.request_count() == 0
+    with pytest.raises(InvalidDateError):  # a caller of the flow gets the error itself
+        exchange_rates_backfill_flow(start_date="2026-02-30")
 
 
 def test_transient_day_failure_is_retried_by_the_task_and_resumes(
@@ -116,7 +178,11 @@ def test_bad_key_fails_the_flow_after_one_request(
     state = exchange_rates_backfill_flow(
         start_date="2026-01-01", end_date="2026-01-07", return_state=True
     )
-    assert state.is_failed() and "invalid_app_id" in state.message
+    assert state.is_failed()
+    # the client's one-line cause and fix, not dlt's "PipelineStepFailed: ..." wrapper
+    assert state.message.startswith(
+        "Open Exchange Rates usage.json: HTTP 401 invalid_app_id: the app id was rejected"
+    ), state.message
     assert oxr_sandbox.request_count() == 1
 
 

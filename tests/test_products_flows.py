@@ -61,7 +61,10 @@ def test_unreachable_database_is_retried_then_fails_naming_host_and_port(
     )
     state = products_daily_flow(return_state=True)
     assert state.is_failed()
-    assert f"127.0.0.1:{port}" in state.message
+    # the root cause first, not dlt's PipelineStepFailed wrapper
+    assert state.message.startswith(
+        f"PostgreSQL at 127.0.0.1:{port} (database 'app') is unreachable"
+    )
     assert password not in state.message
 
     with get_client(sync_client=True) as client:
