@@ -176,7 +176,10 @@ def test_failed_run_sends_one_slack_message_starting_with_the_cause(
     ), failed_state.message
     failed_at = time.monotonic()
 
-    records = receiver.wait_for(lambda rs: len(slack(rs)) >= 1, ALERT_TIMEOUT)
+    # the failure's Slack message, and the Completed run's PagerDuty resolve (in either order)
+    records = receiver.wait_for(
+        lambda rs: len(slack(rs)) >= 1 and len(pagerduty(rs, "resolve")) >= 1, ALERT_TIMEOUT
+    )
     first_slack = slack(records)[0]
     received = datetime.fromisoformat(first_slack["received_at"])
     print(
@@ -184,8 +187,8 @@ def test_failed_run_sends_one_slack_message_starting_with_the_cause(
         f" s ({time.monotonic() - failed_at:.1f} s after the run returned)"
     )
     print(json.dumps(first_slack, indent=2))
-    # Events are evaluated in order: had the Completed run (earlier) triggered a Slack message,
-    # it would be here by now. Give a duplicate a few more seconds to show up.
+    # Had the Completed run (earlier) triggered a Slack message, it would be here by now. Give
+    # a duplicate a few more seconds to show up.
     with pytest.raises(TimeoutError):
         receiver.wait_for(lambda rs: len(rs) > len(records), 8)
     records = receiver.records()

@@ -145,8 +145,7 @@ def test_bad_answer_is_refused_not_retried_and_the_table_is_unchanged(
     assert state.is_failed()
     # the operator's (and the alert's) message starts with the refusal itself
     assert state.message.startswith(
-        f"Flow run encountered an exception: OXRDataError: Open Exchange Rates currencies.json: "
-        f"field {cause}"
+        f"Open Exchange Rates currencies.json: field {cause}"
     )
     refusal = state.result(raise_on_failure=False)
     assert isinstance(refusal, OXRDataError) and is_permanent(refusal)
