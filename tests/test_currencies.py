@@ -144,9 +144,7 @@ def test_bad_answer_is_refused_not_retried_and_the_table_is_unchanged(
     state = currencies_weekly_flow(return_state=True)
     assert state.is_failed()
     # the operator's (and the alert's) message starts with the refusal itself
-    assert state.message.startswith(
-        f"Open Exchange Rates currencies.json: field {cause}"
-    )
+    assert state.message.startswith(f"Open Exchange Rates currencies.json: field {cause}")
     refusal = state.result(raise_on_failure=False)
     assert isinstance(refusal, OXRDataError) and is_permanent(refusal)
     assert "refused, nothing written. Fix: " in str(refusal) and "\n" not in str(refusal)

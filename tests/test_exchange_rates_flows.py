@@ -210,8 +210,8 @@ def test_refused_day_fails_the_flow_without_retries_and_keeps_the_good_days(
     )
     assert state.is_failed()
     assert state.message.startswith(
-        "Open Exchange Rates historical/2026-01-02.json (day 2026-01-02): field `rates.EUR` is -0.9, not a "
-        "positive finite number; refused, nothing written. Fix: "
+        "Open Exchange Rates historical/2026-01-02.json (day 2026-01-02): field `rates.EUR` is "
+        "-0.9, not a positive finite number; refused, nothing written. Fix: "
     )
     # a Prefect retry would ask for the day again: permanent means asked once
     assert oxr_sandbox.historical_dates_requested().count("2026-01-02") == 1
