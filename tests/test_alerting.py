@@ -130,6 +130,20 @@ def task_attempts(flow_run_id: str) -> list[int]:
     return [task_run.run_count for task_run in task_runs]
 
 
+def alert_on_stuck_run(
+    deployment_id: UUID, state: Any, title: str, receiver: WebhookReceiver
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A run left in `state`; its flow run id, the Slack alert titled `title`, the page."""
+    flow_run_id = flow_run_in_state(deployment_id, state)
+    try:
+        records = receiver.wait_for(lambda rs: titled(rs, title) and pagerduty(rs), ALERT_TIMEOUT)
+    finally:
+        cancel(flow_run_id)
+    (message,) = titled(records, title)
+    (page,) = pagerduty(records)
+    return flow_run_id, message, page
+
+
 def cancel(flow_run_id: str) -> None:
     from prefect.client.orchestration import get_client
     from prefect.states import Cancelled
@@ -312,19 +326,12 @@ def test_a_late_run_that_never_starts_alerts_and_pages(
     monkeypatch.setenv("ALERTING__LATE_AFTER_SECONDS", "10")  # Prefect's minimum
     alerting.apply(settings)
     # No worker polls the pool: the run stays Late (the server's late-runs service would set it)
-    flow_run_id = flow_run_in_state(deployment_id, Late())
-    try:
-        records = receiver.wait_for(
-            lambda rs: titled(rs, "[data-pipelines] Not started: ") and pagerduty(rs),
-            ALERT_TIMEOUT,
-        )
-    finally:
-        cancel(flow_run_id)
-    (message,) = titled(records, "[data-pipelines] Not started: ")
+    flow_run_id, message, page = alert_on_stuck_run(
+        deployment_id, Late(), "[data-pipelines] Not started: ", receiver
+    )
     assert message["body"]["text"] == "[data-pipelines] Not started: currencies-weekly/production"
     text = message["body"]["blocks"][1]["text"]["text"]
     assert "has not started 0.167 min after it turned Late" in text and flow_run_id in text
-    (page,) = pagerduty(records)
     assert page["body"]["dedup_key"] == DEDUP_KEY
     assert page["body"]["payload"]["summary"].startswith(
         "Not started: currencies-weekly/production; run "
@@ -347,22 +354,15 @@ def test_a_run_still_running_past_its_timeout_alerts_and_pages(
     assert limit < 15  # the same config sizes the flow's timeout and the alert's window
     alerting.apply(settings)
     # a run whose process hangs where no timeout can reach it (or died with its worker)
-    flow_run_id = flow_run_in_state(deployment_id, Running())
     started = time.monotonic()
-    try:
-        records = receiver.wait_for(
-            lambda rs: titled(rs, "[data-pipelines] Running too long: ") and pagerduty(rs),
-            ALERT_TIMEOUT,
-        )
-    finally:
-        cancel(flow_run_id)
+    flow_run_id, message, page = alert_on_stuck_run(
+        deployment_id, Running(), "[data-pipelines] Running too long: ", receiver
+    )
     assert time.monotonic() - started >= limit - 1  # not before its window
-    (message,) = titled(records, "[data-pipelines] Running too long: ")
     assert message["body"]["text"] == (
         "[data-pipelines] Running too long: currencies-weekly/production"
     )
     assert flow_run_id in message["body"]["blocks"][1]["text"]["text"]
-    (page,) = pagerduty(records)
     assert page["body"]["dedup_key"] == DEDUP_KEY
 
 
