@@ -431,55 +431,65 @@ def check_warehouse(
 # ---- the environment's warehouse and source -------------------------------------------------
 
 
-def _source_scalar(environment: Environment, sql: str) -> Any:
+def products_source_query(environment: Environment) -> Query:
+    """SQL against the products source; the DSN is resolved at the first query, once.
+
+    Lazily, so that a source that cannot be reached (or configured) fails the checks that read
+    it, with the reason, instead of the whole report. Errors are classified as the pipeline's.
+    """
     from pipelines.products import products_dsn
-    from sources.products.postgres import connect
+    from sources.products.postgres import connect, endpoint_of, fetch_all
 
-    with connect(products_dsn(environment)) as connection, connection.cursor() as cursor:
-        cursor.execute(sql)
-        row = cursor.fetchone()
-    return row[0] if row else None
+    dsn: list[str] = []
+
+    def run(sql: str) -> list[tuple[Any, ...]]:
+        if not dsn:
+            dsn.append(products_dsn(environment))
+        with connect(dsn[0]) as connection:
+            return fetch_all(connection, sql, endpoint_of(dsn[0]))
+
+    return run
 
 
-def source_latest_valid_ts(environment: Environment) -> datetime | None:
+def _scalar(query: Query, sql: str) -> Any:
+    rows = query(sql)
+    return rows[0][0] if rows else None
+
+
+def source_latest_valid_ts(source: Query) -> datetime | None:
     """The newest `valid_ts` in the products audit log (the source of the products table)."""
     from sources.products import configured_table
 
-    return _source_scalar(environment, source_latest_valid_ts_sql(*configured_table()))
+    return _scalar(source, source_latest_valid_ts_sql(*configured_table()))
 
 
-def products_source_reader(environment: Environment) -> ProductsSourceReader:
-    """Counts and columns of the products audit log, through the products DSN."""
+def products_source_reader(source: Query) -> ProductsSourceReader:
+    """Counts and columns of the products audit log."""
     import dlt
 
-    from pipelines.products import products_dsn
     from sources.products import DEFAULT_LOOKBACK, configured_table, parse_lookback
-    from sources.products.postgres import connect, quote_identifier, table_columns
+    from sources.products.postgres import quote_identifier, table_columns_sql
 
     schema, table = configured_table()
     qualified = f"{quote_identifier(schema)}.{quote_identifier(table)}"
-
-    def columns() -> set[str]:
-        with connect(products_dsn(environment)) as connection:
-            return set(table_columns(connection, schema, table))
-
     lookback = dlt.config.get("sources.products.lookback") or DEFAULT_LOOKBACK
     return ProductsSourceReader(
         count_between=lambda start, end: int(
-            _source_scalar(environment, count_between_sql(qualified, start, end))
+            _scalar(source, count_between_sql(qualified, start, end))
         ),
-        columns=columns,
+        columns=lambda: {row[0] for row in source(table_columns_sql(schema, table))},
         lookback=timedelta(seconds=parse_lookback(lookback)),
     )
 
 
 def verify(environment: Environment, thresholds: Thresholds | None = None) -> VerifyReport:
     """All checks against the environment's warehouse and the products source."""
+    source = products_source_query(environment)
     return check_warehouse(
         environment.warehouse_query(),
         environment=environment.name,
         monitors_snowpipe=environment.monitors_snowpipe,
-        source_latest_valid_ts=lambda: source_latest_valid_ts(environment),
-        products_source=products_source_reader(environment),
+        source_latest_valid_ts=lambda: source_latest_valid_ts(source),
+        products_source=products_source_reader(source),
         thresholds=thresholds or Thresholds.from_config(),
     )

@@ -16,12 +16,10 @@ import duckdb
 import psycopg
 import pytest
 
-from environments import load_environment
 from local_stack.postgres import LocalPostgres, default_root, ensure_running, recorded
 from local_stack.processes import free_port
 from local_stack.products_data import seed, simulate_day
 from local_stack.warehouse import warehouse_path
-from pipelines import products as products_pipeline
 from pipelines.environment import ConfigurationError
 from pipelines.errors import exception_chain, is_permanent, root_cause_message
 from pipelines.products import SchemaContractViolation, cursor_value
@@ -33,17 +31,10 @@ from tests.fixtures.postgres import (  # noqa: F401
     products_database,
     seeded_source,
 )
+from tests.fixtures.postgres import local_products_pipeline as make_products_pipeline
+from tests.fixtures.postgres import run_products as run
 
 SEED_ROWS = 2000
-
-
-def run(*, full_refresh: bool = False) -> Any:
-    """The products pipeline in the local environment, as the flows hand it down."""
-    return products_pipeline.run(load_environment(), full_refresh=full_refresh)
-
-
-def make_products_pipeline() -> Any:
-    return products_pipeline.make_products_pipeline(load_environment())
 
 
 COLUMNS = "audit_id, product_id, product_name, price_usd, operation, valid_ts"

@@ -180,14 +180,19 @@ def fetch_all(connection: Any, sql: str, endpoint: Endpoint) -> list[tuple[Any, 
     raise failure
 
 
+def table_columns_sql(schema: str, table: str) -> str:
+    """The table's column names, in table order (one per row)."""
+    return (
+        "SELECT column_name FROM information_schema.columns "
+        f"WHERE table_schema = {quote_literal(schema)} "
+        f"AND table_name = {quote_literal(table)} ORDER BY ordinal_position"
+    )
+
+
 def table_columns(connection: Any, schema: str, table: str) -> list[str]:
     """The table's column names, in table order."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT column_name FROM information_schema.columns "
-            f"WHERE table_schema = {quote_literal(schema)} "
-            f"AND table_name = {quote_literal(table)} ORDER BY ordinal_position"
-        )
+        cursor.execute(table_columns_sql(schema, table))
         return [row[0] for row in cursor.fetchall()]
 
 
