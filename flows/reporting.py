@@ -158,7 +158,9 @@ def run_pipeline(
         summary = load_summary(result)
     else:
         load_info, summary = result.load_info, result.summary()
-    if load_info is not None:
+    if load_info is not None and load_info.loads_ids:
+        # a run that loaded nothing has no load id (no `_dlt_loads` row) to audit; its run
+        # report still records it (saves a second dlt load, ~0.2 s, on every quiet run)
         persist_audit(load_info, persist)
     rows = ", ".join(f"{table}={count}" for table, count in summary["rows"].items()) or "none"
     logger.info(

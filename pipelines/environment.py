@@ -13,6 +13,7 @@ folder) and dlt's runtime settings (state inside that folder, telemetry off).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -93,7 +94,7 @@ def dlt_dirs() -> dict[str, str]:
 
 
 def configure_runtime() -> None:
-    """Keep dlt's state inside the project data folder and its telemetry off.
+    """Keep dlt's state inside the project data folder, its telemetry off, SQLAlchemy out.
 
     As root dlt would otherwise write to /var/dlt, and telemetry resolves an outside host.
     Values a user already exported win.
@@ -102,6 +103,23 @@ def configure_runtime() -> None:
         os.environ.setdefault(name, value)
     Path(os.environ["DLT_LOCAL_DIR"]).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    _dlt_urls_without_sqlalchemy()
+
+
+def _dlt_urls_without_sqlalchemy() -> None:
+    """Have dlt parse and print connection URLs with its own copy of SQLAlchemy's URL class.
+
+    dlt does so whenever SQLAlchemy is not installed; it is installed here only because
+    Prefect needs it, and importing it cost 0.2 s of every run (dlt parses credentials and
+    renders the destination's into each LoadInfo). No pipeline of ours uses SQLAlchemy.
+    Left alone when something already imported either module.
+    """
+    compat = "dlt.common.libs.sql_alchemy_compat"
+    if compat in sys.modules or "sqlalchemy" in sys.modules:
+        return
+    from dlt.common.libs import sql_alchemy_shims
+
+    sys.modules[compat] = sql_alchemy_shims
 
 
 def pipelines_dir() -> str:
