@@ -6,11 +6,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import traceback
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import duckdb
 import psycopg
@@ -358,6 +362,45 @@ def test_wrong_password_and_missing_table_are_permanent(
     assert is_permanent(failure.value)
     assert "raw_data.products does not exist" in root_cause_message(failure.value)
     assert any(isinstance(e, PermanentSourceError) for e in exception_chain(failure.value))
+
+
+def test_a_worker_process_reads_an_escaped_password_without_importing_sqlalchemy(
+    products: ProductsDatabase,
+) -> None:
+    """The DSN reaches libpq as written (percent-escapes intact) and SQLAlchemy stays out.
+
+    dlt parses and prints URLs with SQLAlchemy when it can import it (0.2 s of every run);
+    `configure_runtime` gives dlt its own URL class instead. A fresh process, as a worker's.
+    """
+    password = "p@ss:w/rd#%?"
+    admin = products.cluster.dsn_for(products.name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE odd_reader LOGIN PASSWORD '{password}'")
+        conn.execute("GRANT USAGE ON SCHEMA raw_data TO odd_reader")
+        conn.execute("GRANT SELECT ON raw_data.products TO odd_reader")
+    try:
+        host, port = products.cluster.host, products.cluster.port
+        dsn = f"postgresql://odd_reader:{quote(password, safe='')}@{host}:{port}/{products.name}"
+        code = (
+            "import json, sys\n"
+            "from environments import load_environment\n"
+            "from pipelines import products\n"
+            "from pipelines.runner import load_summary\n"
+            "info = products.run(load_environment())\n"
+            "print(json.dumps([load_summary(info)['rows'], 'sqlalchemy' in sys.modules]))\n"
+        )
+        env = {**os.environ, "SOURCES__PRODUCTS__CREDENTIALS": dsn}
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        rows, imported_sqlalchemy = json.loads(done.stdout.strip().splitlines()[-1])
+        assert rows == {"products": SEED_ROWS}
+        assert imported_sqlalchemy is False
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("DROP OWNED BY odd_reader")
+            conn.execute("DROP ROLE odd_reader")
 
 
 def test_local_environment_falls_back_to_the_recorded_local_cluster(
