@@ -8,6 +8,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import dlt
+import pyarrow
 from dlt.common.destination import Destination
 from dlt.common.pipeline import LoadInfo
 
@@ -39,6 +40,7 @@ def make_pipeline(
 ) -> dlt.Pipeline:
     """A dlt pipeline whose working folder and state stay in the project data folder."""
     configure_runtime()
+    _parquet_without_dictionaries()
     return dlt.pipeline(
         pipeline_name=pipeline_name,
         destination=capabilities_resolved_once(destination),
@@ -46,6 +48,44 @@ def make_pipeline(
         pipelines_dir=pipelines_dir(),
         **kwargs,
     )
+
+
+def _parquet_without_dictionaries() -> None:
+    """dlt's parquet files without dictionary encoding: 2.7x cheaper to write, ~17% larger.
+
+    Writing parquet was the largest CPU cost of a products full load (10M rows: extract
+    7.6 -> 6.0 s, total 11.1 -> 9.5 s; snappy files 24 -> 28 MB per 1M rows, docs/benchmarks.md).
+    Dictionary encoding hashes every value of every column chunk, mostly in vain for unique
+    ids and timestamps. dlt 1.31 has no setting for it (its parquet options stop at
+    compression and page size), so this is dlt's own writer method with `use_dictionary=False`
+    added; tests/test_runner.py checks dlt's files keep its compression and lose dictionaries.
+    """
+    from dlt.common.data_writers.writers import ParquetDataWriter
+
+    if getattr(ParquetDataWriter._create_writer, "without_dictionaries", False):
+        return
+
+    def _create_writer(self: ParquetDataWriter, schema: Any) -> Any:
+        import pyarrow.parquet as pq
+
+        options = self.parquet_format
+        return pq.ParquetWriter(
+            self._f,
+            schema,
+            flavor=options.flavor,
+            version=options.version,
+            compression=options.compression,
+            data_page_size=options.data_page_size,
+            coerce_timestamps=options.coerce_timestamps,
+            allow_truncated_timestamps=options.allow_truncated_timestamps,
+            use_compliant_nested_type=options.use_compliant_nested_type,
+            write_page_index=options.write_page_index,
+            use_content_defined_chunking=options.use_content_defined_chunking,
+            use_dictionary=False,
+        )
+
+    _create_writer.without_dictionaries = True  # type: ignore[attr-defined]
+    ParquetDataWriter._create_writer = _create_writer  # type: ignore[method-assign]
 
 
 def capabilities_resolved_once(destination: Any) -> Any:
@@ -88,6 +128,9 @@ def extract_normalize_load(
     a local DuckDB file is serialised because DuckDB allows one writing process per file.
     """
     pipeline.extract(data, **extract_kwargs)
+    # Arrow's allocator keeps the extract's freed buffers; give them back before the load
+    # step's DuckDB allocates its own (10M rows: peak RSS -30 MiB, flat with rows)
+    pyarrow.default_memory_pool().release_unused()
     pipeline.normalize()
     with load_lock():
         return pipeline.load()

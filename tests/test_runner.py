@@ -44,3 +44,32 @@ def test_a_run_resolves_destination_capabilities_once_per_naming(
     with duckdb.connect(str(warehouse_path("DLT")), read_only=True) as warehouse:
         (count,) = warehouse.sql("SELECT count(*) FROM runner_test.items").fetchone()
     assert count == 2
+
+
+def test_parquet_files_have_no_dictionary_pages_and_keep_dlts_options(data_dir: Path) -> None:
+    """Dictionary encoding off (the products full load's largest CPU cost), dlt's rest intact."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # snappy and version 2.4 are dlt's defaults; the local warehouse turns compression off
+    destination = dlt.destinations.duckdb(str(data_dir / "files.duckdb"))
+    pipeline = make_pipeline("parquet_test", destination, "parquet_test")
+    names = pa.array(["same"] * 5000 + ["other"] * 5000)  # would be dictionary-encoded
+    table = pa.table({"id": pa.array(range(10_000), pa.int64()), "name": names})
+    pipeline.extract(dlt.resource(table, name="items"))
+    (load_id,) = pipeline.list_extracted_load_packages()
+    package = pipeline.get_load_package_info(load_id)
+    files = [
+        job.file_path for job in package.jobs["new_jobs"] if job.job_file_info.table_name == "items"
+    ]
+    assert files and all(f.endswith(".parquet") for f in files)
+    metadata = pq.ParquetFile(files[0]).metadata
+    for index in range(metadata.num_columns):
+        column = metadata.row_group(0).column(index)
+        assert column.compression == "SNAPPY"
+        assert not {"PLAIN_DICTIONARY", "RLE_DICTIONARY"} & set(column.encodings), column
+    pipeline.normalize()
+    pipeline.load()
+    with duckdb.connect(str(data_dir / "files.duckdb")) as warehouse:
+        loaded = warehouse.sql("select count(*), count(distinct name) from parquet_test.items")
+        assert loaded.fetchall() == [(10_000, 2)]
