@@ -6,15 +6,15 @@ Run `data-pipelines --help` for the manual, `data-pipelines COMMAND --help` for 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
+
+from sources import exchange_rate_dates
 
 DESCRIPTION = """\
 data-pipelines: dlt pipelines (Open Exchange Rates, the PostgreSQL products audit log) into a
@@ -498,26 +498,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _date_rules() -> Any:
-    """`sources/exchange_rates/dates.py`, loaded without its package (which imports dlt).
-
-    The date rules are one module with no dependency, but importing it the usual way runs the
-    package's `__init__` and so imports dlt (1-2 s here); a typo must be refused at once. It is
-    registered under its own name, so a later normal import finds this same module (and so the
-    same `InvalidDateError` class).
-    """
-    name = "sources.exchange_rates.dates"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).resolve().parent.parent / "sources" / "exchange_rates" / "dates.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def _check_oxr_key() -> None:
     from sources.exchange_rates import resolve_settings
     from sources.open_exchange_rates.client import resolve_api_key
@@ -548,7 +528,7 @@ def preflight(args: argparse.Namespace) -> None:
     Dates first, with no import of dlt; then what needs dlt's configuration (the key, the DSN).
     """
     if args.command == "backfill":
-        _date_rules().validate_date_range(args.start_date, args.end_date)
+        exchange_rate_dates.validate_date_range(args.start_date, args.end_date)
     uses_oxr = args.command == "backfill" or getattr(args, "pipeline", None) in (
         "currencies",
         "exchange-rates",
@@ -561,7 +541,7 @@ def preflight(args: argparse.Namespace) -> None:
 
 def report_failure(error: BaseException, debug: bool) -> int:
     """One line on stderr (the cause and its fix), the traceback only when debugging."""
-    if isinstance(error, _date_rules().InvalidDateError) and not debug:
+    if isinstance(error, exchange_rate_dates.InvalidDateError) and not debug:
         # a typo: answered without importing dlt (pipelines.errors does), as fast as it can be
         print(str(error), file=sys.stderr)
         return 2  # pipelines.errors.EXIT_PERMANENT

@@ -18,7 +18,7 @@ from sources.errors import (
     SourceError,
     TransientSourceError,
 )
-from sources.exchange_rates.dates import InvalidDateError
+from sources.exchange_rate_dates import InvalidDateError
 
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     PermanentSourceError,

@@ -22,7 +22,7 @@ from flows.exchange_rates import (
 )
 from local_stack.oxr_sandbox import OXRSandbox
 from local_stack.snowpipe import USER_VIEW
-from sources.exchange_rates.dates import InvalidDateError
+from sources.exchange_rate_dates import InvalidDateError
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

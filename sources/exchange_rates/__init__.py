@@ -27,7 +27,7 @@ from dlt.common.configuration.specs import BaseConfiguration
 from dlt.common.typing import TSecretStrValue
 from dlt.sources import DltResource
 
-from sources.exchange_rates.dates import (
+from sources.exchange_rate_dates import (
     FIRST_HISTORICAL_DATE,
     InvalidDateError,
     days_between,

@@ -1,4 +1,8 @@
-"""Date inputs of the historical resource, validated once with messages that say what to fix."""
+"""Date inputs of the historical exchange rates, validated once with messages that say what to fix.
+
+A plain module (no dlt, no HTTP client): the CLI refuses a bad date with it at once, and
+`pipelines.errors` classifies `InvalidDateError` without importing the OXR source.
+"""
 
 from __future__ import annotations
 
