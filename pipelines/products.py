@@ -52,11 +52,10 @@ from sources.errors import PermanentSourceError
 from sources.products import (
     CURSOR_COLUMN,
     RESOURCE_NAME,
-    configured_table,
+    SOURCE_COLUMNS_STATE_KEY,
     products_source,
     unparsable_credentials,
 )
-from sources.products.postgres import connect, table_columns
 
 PIPELINE_NAME = PRODUCTS_PIPELINE
 DATASET_NAME = "application_data"
@@ -102,10 +101,14 @@ def make_products_pipeline(environment: Environment) -> dlt.Pipeline:
     return make_pipeline(PIPELINE_NAME, environment.warehouse(), DATASET_NAME)
 
 
+def _resource_state(pipeline: dlt.Pipeline) -> dict[str, Any]:
+    state = pipeline.state.get("sources", {}).get("products", {})
+    return state.get("resources", {}).get(RESOURCE_NAME, {})  # type: ignore[no-any-return]
+
+
 def cursor_value(pipeline: dlt.Pipeline) -> Any:
     """The stored `valid_ts` cursor (None before the first load or after a reset)."""
-    state = pipeline.state.get("sources", {}).get("products", {})
-    incremental = state.get("resources", {}).get(RESOURCE_NAME, {}).get("incremental", {})
+    incremental = _resource_state(pipeline).get("incremental", {})
     return incremental.get(CURSOR_COLUMN, {}).get("last_value")
 
 
@@ -165,16 +168,15 @@ def run_with_report(environment: Environment, *, full_refresh: bool = False) -> 
         load_info = _run(environment, pipeline, dsn, full_refresh)
         if not load_summary(load_info)["rows"].get(TABLE_NAME):
             return ProductsRun(load_info)  # no row loaded, so none got a NULL: skip the check
-        return ProductsRun(load_info, _dropped_columns(pipeline, dsn))
+        return ProductsRun(load_info, _dropped_columns(pipeline))
 
 
-def _dropped_columns(pipeline: dlt.Pipeline, dsn: str) -> list[str]:
+def _dropped_columns(pipeline: dlt.Pipeline) -> list[str]:
     """Columns of the warehouse table that the source table no longer has."""
     schema = pipeline.default_schema
-    if RESOURCE_NAME not in schema.tables:
+    source = _resource_state(pipeline).get(SOURCE_COLUMNS_STATE_KEY)
+    if RESOURCE_NAME not in schema.tables or source is None:
         return []
-    with connect(dsn) as connection:
-        source = table_columns(connection, *configured_table())
     present = {schema.naming.normalize_identifier(c) for c in source}
     dropped = [
         c

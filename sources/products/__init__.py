@@ -60,6 +60,7 @@ __all__ = [
     "CURSOR_COLUMN",
     "PRIMARY_KEY",
     "RESOURCE_NAME",
+    "SOURCE_COLUMNS_STATE_KEY",
     "ColumnValueError",
     "PostgresConfigurationError",
     "PostgresUnavailableError",
@@ -129,6 +130,8 @@ def _as_utc(batch: pa.RecordBatch) -> pa.RecordBatch:
 # small) and the window is re-read and re-merged as before: correct, only slower.
 MAX_REMEMBERED_WINDOW_ROWS = 50_000
 WINDOW_STATE_KEY = "loaded_window_audit_ids"
+# the source table's columns as the last run read them (resource state)
+SOURCE_COLUMNS_STATE_KEY = "source_columns"
 
 
 class _LoadedWindow:
@@ -226,6 +229,11 @@ def products_source(
                     "(local: python -m local_stack.products_data seed) or point "
                     "[sources.products] schema_name/table_name at the audit log table."
                 )
+            # the pipeline names warehouse columns the source no longer has from this list
+            # (no second connection); an unchanged list leaves the state unchanged
+            dlt.current.resource_state()[SOURCE_COLUMNS_STATE_KEY] = [
+                column.name for column in plan.columns
+            ]
             query = f"SELECT {plan.select_list} FROM {source_table}"
             if start is not None:
                 query += f" WHERE {quote_identifier(CURSOR_COLUMN)} >= {timestamp_literal(start)}"

@@ -189,13 +189,6 @@ def table_columns_sql(schema: str, table: str) -> str:
     )
 
 
-def table_columns(connection: Any, schema: str, table: str) -> list[str]:
-    """The table's column names, in table order."""
-    with connection.cursor() as cursor:
-        cursor.execute(table_columns_sql(schema, table))
-        return [row[0] for row in cursor.fetchall()]
-
-
 def timestamp_literal(value: datetime) -> str:
     """A `timestamp` literal in UTC wall-clock time, to the microsecond.
 
