@@ -41,41 +41,46 @@ import yaml
 TARGET_RATIO = 1.2
 TRIVIAL = "bench-trivial/bench"
 BACKFILL_PARAMETERS = {"start_date": "2026-01-01", "end_date": "2026-01-07"}
-# deployment -> (parameters, the bare pipeline call run in a child process: "imports;call")
-ENV = "from environments import load_environment; "
+# deployment -> (parameters, the bare pipeline calls run in a child process: "imports\ncalls")
+ENV = "from environments import load_environment\n"
 DEPLOYMENTS: dict[str, tuple[dict[str, Any], str]] = {
     "currencies-weekly/production": (
         {},
-        ENV + "from pipelines.currencies import run; run(load_environment())",
+        "from pipelines.currencies import run\n" + ENV + "run(load_environment())",
     ),
     "exchange-rates-daily/production": (
         {},
-        ENV + "from pipelines.exchange_rates import run_latest; run_latest(load_environment())",
+        # the flow's two pipeline calls: the latest rates, then yesterday's final rates
+        "from pipelines.exchange_rates import backfill, last_complete_day, run_latest\n"
+        + ENV
+        + "env = load_environment(); day = last_complete_day(); "
+        "run_latest(env); backfill(env, day, day)",
     ),
     "exchange-rates-backfill/production": (
         BACKFILL_PARAMETERS,
-        ENV + "from pipelines.exchange_rates import backfill; "
-        f"backfill(load_environment(), {BACKFILL_PARAMETERS['start_date']!r}, "
+        "from pipelines.exchange_rates import backfill\n"
+        + ENV
+        + f"backfill(load_environment(), {BACKFILL_PARAMETERS['start_date']!r}, "
         f"{BACKFILL_PARAMETERS['end_date']!r})",
     ),
     "products-daily/production": (
         {},
-        ENV + "from pipelines.products import run; run(load_environment())",
+        "from pipelines.products import run\n" + ENV + "run(load_environment())",
     ),
     "products-full-refresh/production": (
         {},
-        ENV + "from pipelines.products import run; run(load_environment(), full_refresh=True)",
+        "from pipelines.products import run\n" + ENV + "run(load_environment(), full_refresh=True)",
     ),
     "data-freshness/production": (
         {},
-        ENV + "from pipelines.verify import verify; verify(load_environment())",
+        "from pipelines.verify import verify\n" + ENV + "verify(load_environment())",
     ),
 }
 BARE_CHILD = """
 import json, sys, time
-module, call = sys.argv[1].rsplit(";", 1)
+imports, _, call = sys.argv[1].rpartition(chr(10))
 started = time.perf_counter()
-exec(module)
+exec(imports)
 imported = time.perf_counter()
 exec(call.strip())
 print(json.dumps({"import": imported - started, "call": time.perf_counter() - imported}))
@@ -156,7 +161,9 @@ def benchmark(repeats: int) -> None:
     base = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     base.chmod(0o755)  # the PostgreSQL server user must reach its data folder
     os.environ["DATA_PIPELINES_DATA_DIR"] = str(base / "data")
-    os.environ.pop("PREFECT_API_URL", None)
+    # a sourced stack.env must not point the throwaway stack at the user's own folders
+    for variable in ("PREFECT_API_URL", "PREFECT_HOME", "DLT_DATA_DIR", "DLT_LOCAL_DIR"):
+        os.environ.pop(variable, None)
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from local_stack import stack

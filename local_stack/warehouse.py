@@ -12,7 +12,7 @@ from typing import Any
 
 import duckdb
 
-from pipelines.environment import configured_bucket_url, data_dir
+from pipelines.environment import configured_bucket_url, data_dir, local_warehouse_dir
 from pipelines.locks import file_lock
 from pipelines.names import SNOWPIPE_DATABASE, USER_TABLES, WAREHOUSE_DATABASE
 
@@ -22,7 +22,7 @@ LOCAL_TABLES = USER_TABLES
 
 def warehouse_path(database: str) -> Path:
     """Local DuckDB file standing in for a Snowflake database (`DLT` -> `warehouse/dlt.duckdb`)."""
-    path = data_dir() / "warehouse" / f"{database.lower()}.duckdb"
+    path = local_warehouse_dir() / f"{database.lower()}.duckdb"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 

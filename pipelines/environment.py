@@ -79,6 +79,15 @@ def data_dir() -> Path:
     return Path(os.environ.get(DATA_DIR_VAR) or PROJECT_DIR / ".data").resolve()
 
 
+def local_warehouse_dir() -> Path:
+    """Where dlt writes local destination files: `DLT_LOCAL_DIR`, else `<data folder>/warehouse`.
+
+    The local warehouse's readers (verify, `data-pipelines query`, the local pipe) use this
+    too, so an exported `DLT_LOCAL_DIR` moves readers and writers together.
+    """
+    return Path(os.environ.get("DLT_LOCAL_DIR") or data_dir() / "warehouse").resolve()
+
+
 def dlt_dirs() -> dict[str, str]:
     """dlt's run-context folders for this project (`DLT_*` variables, also in stack.env).
 
@@ -89,7 +98,7 @@ def dlt_dirs() -> dict[str, str]:
     return {
         "DLT_PROJECT_DIR": str(PROJECT_DIR),
         "DLT_DATA_DIR": str(data_dir() / "dlt"),
-        "DLT_LOCAL_DIR": str(data_dir() / "warehouse"),
+        "DLT_LOCAL_DIR": str(local_warehouse_dir()),
     }
 
 

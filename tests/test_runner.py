@@ -73,3 +73,16 @@ def test_parquet_files_have_no_dictionary_pages_and_keep_dlts_options(data_dir: 
     with duckdb.connect(str(data_dir / "files.duckdb")) as warehouse:
         loaded = warehouse.sql("select count(*), count(distinct name) from parquet_test.items")
         assert loaded.fetchall() == [(10_000, 2)]
+
+
+def test_an_exported_dlt_local_dir_moves_the_warehouse_readers_with_the_writers(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """verify and `data-pipelines query` read the file the pipelines write, wherever it is."""
+    elsewhere = data_dir.parent / "elsewhere"
+    monkeypatch.setenv("DLT_LOCAL_DIR", str(elsewhere))
+    pipeline = make_pipeline("moved_test", load_environment().warehouse(), "moved_test")
+    extract_normalize_load(pipeline, dlt.resource([{"id": 1}], name="items"))
+    assert warehouse_path("DLT") == elsewhere / "dlt.duckdb"
+    with duckdb.connect(str(warehouse_path("DLT")), read_only=True) as warehouse:
+        assert warehouse.sql("select count(*) from moved_test.items").fetchall() == [(1,)]
