@@ -365,7 +365,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
         for line in prefect_setup.ensure_work_pools():
             print(line)
-        for line in prefect_setup.retire_pipeline_concurrency_limits():
+        for line in prefect_setup.ensure_pipeline_concurrency_limits():
             print(line)
         if args.git_repository:
             commit = args.git_commit or prefect_setup.current_commit()
@@ -476,7 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     apply = sub.add_parser(
         "apply",
         help="apply platform as code: Prefect, alerting or Snowflake",
-        description="prefect: work pools and git settings. alerting: the Slack and PagerDuty "
+        description="prefect: work pools, one global concurrency limit per dlt pipeline "
+        "(dlt-pipeline:<name>, limit 1) and git settings. alerting: the Slack and PagerDuty "
         "webhook blocks (from [alerting] slack_webhook_url, pagerduty_integration_key in dlt "
         "config) and the failure automations; idempotent. snowflake: the versioned DDL.",
     )

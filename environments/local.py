@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from environments.run_guard import pipeline_guard
 from local_stack.warehouse import local_bucket_url, warehouse_lock
 from pipelines.environment import Environment, Query
 from pipelines.names import WAREHOUSE_DATABASE
@@ -60,5 +61,7 @@ def local_environment() -> Environment:
         warehouse_query=_warehouse_query,
         products_dsn_fallback=_products_dsn_fallback,
         warehouse_lock=lambda: warehouse_lock(WAREHOUSE_DATABASE),
+        # the stack's Prefect server when there is one (its runs meet there), else the file lock
+        run_guard=lambda name: pipeline_guard(name, required=False),
         monitors_snowpipe=False,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 from typing import Any
 
+from environments.run_guard import pipeline_guard
 from pipelines.environment import (
     BUCKET_URL_VAR,
     ConfigurationError,
@@ -67,5 +68,7 @@ def production_environment() -> Environment:
         products_dsn_fallback=lambda: None,
         # Snowflake takes concurrent loads; each is one transaction
         warehouse_lock=nullcontext,
+        # the pool's runs meet only on the Prefect server: required
+        run_guard=lambda name: pipeline_guard(name, required=True),
         monitors_snowpipe=True,
     )

@@ -17,11 +17,13 @@ from pipelines.environment import Environment
 @pipeline_task("load-currencies", dlt_pipeline=currencies.PIPELINE_NAME)
 def load_currencies(environment: Environment) -> dict[str, Any]:
     """Run the currencies pipeline and return its summary."""
-    return run_pipeline(
-        "Loading currencies from Open Exchange Rates",
-        lambda: currencies.run(environment),
-        lambda info: currencies.persist_audit(environment, info),
-    )
+    # held across the load and its audit: one run of the pipeline at a time, pool-wide
+    with environment.run_guard(currencies.PIPELINE_NAME):
+        return run_pipeline(
+            "Loading currencies from Open Exchange Rates",
+            lambda: currencies.run(environment),
+            lambda info: currencies.persist_audit(environment, info),
+        )
 
 
 @pipeline_flow

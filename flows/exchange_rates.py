@@ -28,11 +28,12 @@ from pipelines.environment import Environment
 @pipeline_task("load-exchange-rates", dlt_pipeline=exchange_rates.PIPELINE_NAME)
 def load_exchange_rates(environment: Environment) -> dict[str, Any]:
     """Fetch `latest.json` into the bucket and return the load summary."""
-    return run_pipeline(
-        "Loading the latest exchange rates from Open Exchange Rates",
-        lambda: exchange_rates.run_latest(environment),
-        lambda info: exchange_rates.persist_audit(environment, info),
-    )
+    with environment.run_guard(exchange_rates.PIPELINE_NAME):  # across the load and its audit
+        return run_pipeline(
+            "Loading the latest exchange rates from Open Exchange Rates",
+            lambda: exchange_rates.run_latest(environment),
+            lambda info: exchange_rates.persist_audit(environment, info),
+        )
 
 
 @pipeline_flow
@@ -85,11 +86,14 @@ def backfill_exchange_rates(
     Resumable: a retry (or a rerun after a crash) asks OXR only for the days still missing.
     """
     progress = _progress_artifact(start_date, end_date)
-    summary = run_pipeline(
-        f"Backfilling exchange rates {start_date}..{end_date or 'yesterday'}",
-        lambda: exchange_rates.backfill(environment, start_date, end_date, on_progress=progress),
-        lambda info: exchange_rates.persist_audit(environment, info),
-    )
+    with environment.run_guard(exchange_rates.PIPELINE_NAME):  # across the load and its audit
+        summary = run_pipeline(
+            f"Backfilling exchange rates {start_date}..{end_date or 'yesterday'}",
+            lambda: exchange_rates.backfill(
+                environment, start_date, end_date, on_progress=progress
+            ),
+            lambda info: exchange_rates.persist_audit(environment, info),
+        )
     backfill = summary["backfill"]
     get_run_logger().info(
         "Backfill %s..%s: %d day(s) in range, %d skipped (already in the bucket), "

@@ -17,13 +17,15 @@ from pipelines.environment import Environment
 @pipeline_task("load-products", dlt_pipeline=products.PIPELINE_NAME)
 def load_products(environment: Environment, full_refresh: bool = False) -> dict[str, Any]:
     """Run the products pipeline (incremental, or a full reload) and return its summary."""
-    return run_pipeline(
-        "Loading products from PostgreSQL ("
-        + ("full refresh" if full_refresh else "incremental")
-        + ")",
-        lambda: products.run_with_report(environment, full_refresh=full_refresh),
-        lambda info: products.persist_audit(environment, info),
-    )
+    # held across the load and its audit: one run of the pipeline at a time, pool-wide
+    with environment.run_guard(products.PIPELINE_NAME):
+        return run_pipeline(
+            "Loading products from PostgreSQL ("
+            + ("full refresh" if full_refresh else "incremental")
+            + ")",
+            lambda: products.run_with_report(environment, full_refresh=full_refresh),
+            lambda info: products.persist_audit(environment, info),
+        )
 
 
 @pipeline_flow

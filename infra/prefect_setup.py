@@ -91,16 +91,14 @@ def ensure_work_pools(pools: tuple[WorkPoolSpec, ...] = WORK_POOLS) -> list[str]
     return done
 
 
-def retire_pipeline_concurrency_limits(pipelines: tuple[str, ...] = DLT_PIPELINES) -> list[str]:
-    """Delete the `dlt-pipeline:<name>` task concurrency limits earlier versions created.
+def ensure_pipeline_concurrency_limits(pipelines: tuple[str, ...] = DLT_PIPELINES) -> list[str]:
+    """One global concurrency limit per dlt pipeline, `dlt-pipeline:<name>`, limit 1.
 
-    One run per pipeline is the pipeline's own run lock now (pipelines/locks.py): it covers
-    runs outside Prefect too, and the kernel frees it the instant its holder dies. The tag
-    limit also made a rerun after a crash wait for the dead task's slot: Prefect 3.8.8 holds
-    it on a 60 s lease (task_engine's `lease_duration=60`) that the server's repossessor
-    frees only on its next 15 s pass (never, on an ephemeral server: no repossessor), and
-    the waiting task then sleeps its retry delay. Measured: a rerun after `kill -9` waited
-    69 s before its first request (benchmarks/bench_crash_recovery.py). Idempotent.
+    Every run of a pipeline takes its slot, leased, on the Prefect API it talks to
+    (environments/run_guard.py): the one place every worker of the pool sees, so two runs of
+    one pipeline never load at once, whichever machines or entry points started them. Also
+    deletes the task tag limits of the same names that earlier versions created (a tag limit
+    would hold each task as well, and outlived crashed runs on a fixed lease). Idempotent.
     """
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
@@ -108,12 +106,28 @@ def retire_pipeline_concurrency_limits(pipelines: tuple[str, ...] = DLT_PIPELINE
     done = []
     with get_client(sync_client=True) as client:
         for name in pipelines:
-            tag = pipeline_concurrency_tag(name)
+            limit = pipeline_concurrency_tag(name)
             try:
-                client.delete_concurrency_limit_by_tag(tag)
-                done.append(f"concurrency limit {tag!r} deleted (the run lock serialises runs)")
+                existing = client.read_global_concurrency_limit_by_name(limit)
             except ObjectNotFound:
-                done.append(f"concurrency limit {tag!r} absent (the run lock serialises runs)")
+                existing = None
+            client.upsert_global_concurrency_limit_by_name(limit, 1)  # sets the limit
+            if existing is None:
+                done.append(f"global concurrency limit {limit!r} created (limit 1)")
+            elif existing.limit != 1 or not existing.active:
+                from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+                client.update_global_concurrency_limit(
+                    limit, GlobalConcurrencyLimitUpdate(active=True)
+                )
+                done.append(f"global concurrency limit {limit!r} reset to limit 1, active")
+            else:
+                done.append(f"global concurrency limit {limit!r} up to date (limit 1)")
+            try:
+                client.delete_concurrency_limit_by_tag(limit)
+                done.append(f"task tag limit {limit!r} of earlier versions deleted")
+            except ObjectNotFound:
+                pass
     return done
 
 

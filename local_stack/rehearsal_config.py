@@ -3,8 +3,11 @@
 `production_env()` is the environment of every production process of the rehearsal (the
 worker and its flow runs, `data-pipelines apply snowflake` and `verify`, the pipe stand-in, and
 the tests): endpoints and non-secret settings only. `secret_documents()` is every secret, as
-the AWS Secrets Manager secrets dlt's provider reads. Renaming a config section (e.g. the
-lead's named destinations) is a change here and nowhere else.
+the AWS Secrets Manager secrets dlt's provider reads. No data folder is set: production
+keeps nothing on a worker's disk, so each flow run's working folder is its own (the clone's
+`.data`); a test or an operator command passes its own with `DATA_PIPELINES_DATA_DIR`.
+Renaming a config section (e.g. the lead's named destinations) is a change here and nowhere
+else.
 """
 
 from __future__ import annotations
@@ -28,13 +31,15 @@ ADMIN = ("REHEARSAL_ADMIN", "rehearsal-admin-password")
 # Variables that could carry a secret or point production elsewhere: never inherited.
 _SCRUBBED_PREFIXES = ("AWS_", "SOURCES__", "DESTINATION__", "ALERTING__", "SNOWFLAKE_ADMIN__")
 _SCRUBBED = ("OXR_APP_ID", "PROVIDERS__ENABLE_AWS_SECRETS", "DATA_PIPELINES_BUCKET_URL")
+# ...nor a shared working folder: each production process finds its own (fresh machines).
+_SHARED_FOLDERS = ("DATA_PIPELINES_DATA_DIR", "DLT_DATA_DIR", "DLT_LOCAL_DIR", "DLT_PROJECT_DIR")
 
 
 @dataclass(frozen=True)
 class StandIns:
     """Where each stand-in listens (all on 127.0.0.1) and the rehearsal's data folder."""
 
-    data_dir: Path
+    data_dir: Path  # the stand-ins' own files (the workers' AWS identity); no pipeline state
     snowflake_port: int
     moto_url: str
     oxr_base_url: str
@@ -65,12 +70,11 @@ def production_env(stand_ins: StandIns, base: Mapping[str, str] | None = None) -
     env = {
         key: value
         for key, value in (os.environ if base is None else base).items()
-        if not key.startswith(_SCRUBBED_PREFIXES) and key not in _SCRUBBED
+        if not key.startswith(_SCRUBBED_PREFIXES) and key not in (*_SCRUBBED, *_SHARED_FOLDERS)
     }
     env.update(
         {
             "DATA_PIPELINES_ENV": "production",
-            "DATA_PIPELINES_DATA_DIR": str(stand_ins.data_dir),
             "DATA_PIPELINES_BUCKET_URL": stand_ins.bucket_url,
             "RUNTIME__DLTHUB_TELEMETRY": "false",
             # dlt's own provider; its AWS access is boto's default chain (the file below)

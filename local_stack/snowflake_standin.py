@@ -280,6 +280,29 @@ class Pause:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Gate:
+    """Fault injection for tests: hold the session after a statement matching `pattern` for as
+    long as `file` exists (at most `max_seconds`), announcing it in `<file>.held`.
+
+    A test opens the gate by deleting the file, so another writer can be started at exactly
+    that point of a load (e.g. while a full refresh's rows sit in the staging table).
+    """
+
+    pattern: re.Pattern[str]
+    file: Path
+    max_seconds: float = 120.0
+
+    def hold(self, statement: str) -> None:
+        if not self.file.exists():
+            return
+        marker = self.file.with_name(self.file.name + ".held")
+        marker.write_text(statement)
+        deadline = time.monotonic() + self.max_seconds
+        while self.file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
 def _join_open_transaction(cursor: Any) -> None:
     """With autocommit off, start the implicit transaction a DML statement starts in Snowflake."""
     conn = cursor._conn
@@ -288,7 +311,9 @@ def _join_open_transaction(cursor: Any) -> None:
         conn._in_transaction = True
 
 
-def install(mirror: Path | None = None, pause: Pause | None = None) -> None:
+def install(
+    mirror: Path | None = None, pause: Pause | None = None, gate: Gate | None = None
+) -> None:
     """Patch fakesnow's cursor so the server runs what production's client sends."""
     from fakesnow.cursor import FakeSnowflakeCursor
 
@@ -307,6 +332,8 @@ def install(mirror: Path | None = None, pause: Pause | None = None) -> None:
             result = original(self, _rewrite(self, statement), *args, **kwargs)
             if pause is not None and pause.pattern.search(statement):
                 time.sleep(pause.seconds)
+            if gate is not None and gate.pattern.search(statement):
+                gate.hold(statement)
         return result
 
     execute._rehearsal_standin = True  # type: ignore[attr-defined]
@@ -333,13 +360,19 @@ def install(mirror: Path | None = None, pause: Pause | None = None) -> None:
     FakeSnowflakeCursor.execute = execute  # type: ignore[method-assign]
 
 
-def serve(port: int, db_path: Path | None, mirror: Path | None, pause: Pause | None) -> None:
+def serve(
+    port: int,
+    db_path: Path | None,
+    mirror: Path | None,
+    pause: Pause | None,
+    gate: Gate | None = None,
+) -> None:
     """fakesnow's server app under uvicorn (as `fakesnow -s` runs it) until SIGTERM/SIGINT."""
     import fakesnow.server
     import uvicorn
     from fakesnow.instance import FakeSnow
 
-    install(mirror, pause)
+    install(mirror, pause, gate)
     fakesnow.server.shared_fs = FakeSnow(
         db_path=str(db_path) if db_path else None, nop_regexes=list(ACCOUNT_STATEMENTS)
     )
@@ -355,6 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mirror", type=Path, help="local folder serving s3:// stage URLs")
     parser.add_argument("--pause-after", help="tests: regex of statements to hold after")
     parser.add_argument("--pause-seconds", type=float, default=2.0)
+    parser.add_argument("--hold-after", help="tests: regex of statements to hold after ...")
+    parser.add_argument("--hold-file", type=Path, help="... while this file exists")
     args = parser.parse_args(argv)
     if args.db_path:
         args.db_path.mkdir(parents=True, exist_ok=True)
@@ -363,7 +398,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.pause_after
         else None
     )
-    serve(args.port, args.db_path, args.mirror, pause)
+    gate = (
+        Gate(re.compile(args.hold_after, re.IGNORECASE), args.hold_file)
+        if args.hold_after and args.hold_file
+        else None
+    )
+    serve(args.port, args.db_path, args.mirror, pause, gate)
     return 0
 
 

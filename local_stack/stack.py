@@ -238,7 +238,7 @@ def _apply_and_deploy(env: dict[str, str], alerts: AlertingSettings | None = Non
     # this process (a test harness, a profile), so setup always lands on the stack's server.
     with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
         prefect_setup.ensure_work_pools()
-        prefect_setup.retire_pipeline_concurrency_limits()
+        prefect_setup.ensure_pipeline_concurrency_limits()
         if alerts is not None:
             alerting.apply(alerts)
     local_file = prefect_setup.write_local_prefect_file(

@@ -7,9 +7,13 @@ from dlt.common.pipeline import LoadInfo
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from pipelines.environment import Environment
-from pipelines.locks import pipeline_run_lock
 from pipelines.names import CURRENCIES_PIPELINE
-from pipelines.runner import extract_normalize_load, make_pipeline, persist_run_audit
+from pipelines.runner import (
+    extract_normalize_load,
+    make_pipeline,
+    persist_run_audit,
+    start_from_destination,
+)
 from sources.currencies import currencies
 
 PIPELINE_NAME = CURRENCIES_PIPELINE
@@ -34,8 +38,11 @@ def current_row_count(environment: Environment, pipeline: dlt.Pipeline) -> int |
 
 def run(environment: Environment) -> LoadInfo:
     """Load the currency list into the environment's warehouse."""
-    with pipeline_run_lock(PIPELINE_NAME):
-        pipeline = make_pipeline(PIPELINE_NAME, environment.warehouse(), DATASET_NAME)
+    with environment.run_guard(PIPELINE_NAME):
+        pipeline = start_from_destination(
+            make_pipeline(PIPELINE_NAME, environment.warehouse(), DATASET_NAME),
+            environment.warehouse_lock,
+        )
         source = currencies(previous_count=current_row_count(environment, pipeline))
         return extract_normalize_load(pipeline, source, load_lock=environment.warehouse_lock)
 

@@ -66,6 +66,9 @@ class Environment:
     products_dsn_fallback: Callable[[], str | None]
     # Held while loading into the `DLT` warehouse (DuckDB allows one writing process per file).
     warehouse_lock: Callable[[], AbstractContextManager[Any]]
+    # Held around every run of a dlt pipeline (by pipeline name): one run per pipeline across
+    # every machine that shares the Prefect API (environments/run_guard.py).
+    run_guard: Callable[[str], AbstractContextManager[Any]]
     # Whether the warehouse has a Snowpipe whose status and copy history can be checked.
     monitors_snowpipe: bool
 

@@ -42,9 +42,13 @@ from dlt.sources import DltResource
 
 from pipelines.bucket_files import BucketDays, check_day_files, use_atomic_local_files
 from pipelines.environment import Environment
-from pipelines.locks import pipeline_run_lock
 from pipelines.names import EXCHANGE_RATES_PIPELINE
-from pipelines.runner import load_summary, make_pipeline, persist_run_audit
+from pipelines.runner import (
+    load_summary,
+    make_pipeline,
+    persist_run_audit,
+    start_from_destination,
+)
 from sources.exchange_rates import (
     HISTORICAL_TABLE,
     LATEST_TABLE,
@@ -209,10 +213,9 @@ def _make(environment: Environment) -> _ExchangeRatesPipeline:
         ),
         extra_placeholders={SNAPSHOT_PLACEHOLDER: snapshots},
     )
-    pipeline = make_pipeline(PIPELINE_NAME, destination, STATE_DATASET)
-    # Packages left by a crashed run carry file ids this process cannot name; their days are
-    # simply fetched again because they are not in the bucket.
-    pipeline.abort_packages()
+    # A fresh working folder: packages left by a crashed run carry file ids this process
+    # cannot name; their days are simply fetched again because they are not in the bucket.
+    pipeline = start_from_destination(make_pipeline(PIPELINE_NAME, destination, STATE_DATASET))
     return _ExchangeRatesPipeline(pipeline, snapshots, environment, exchange_rates_url)
 
 
@@ -256,7 +259,7 @@ def run_latest(environment: Environment) -> LoadInfo:
     """`latest.json` -> `exchange-rates/latest/<publication>.jsonl.gz` (then the pipe)."""
     settings = resolve_settings()
     client = make_client(settings)
-    with pipeline_run_lock(PIPELINE_NAME):
+    with environment.run_guard(PIPELINE_NAME):
         runner = _make(environment)
         return runner.load(latest_resource(client))
 
@@ -324,7 +327,7 @@ def backfill(
 ) -> BackfillResult:
     """`_backfill` under the pipeline's run lock; bad dates are refused before any wait."""
     validate_date_range(start_date, end_date)
-    with pipeline_run_lock(PIPELINE_NAME):
+    with environment.run_guard(PIPELINE_NAME):
         return _backfill(
             environment, start_date, end_date, settings=settings, on_progress=on_progress
         )

@@ -9,11 +9,19 @@ that commit; a failure anywhere before it leaves the old table as it was. We do 
 `refresh="drop_resources"`/`"drop_data"`: they drop or truncate the live table when the load
 starts, so a failing load would leave it missing or empty.
 
-The cursor travels in dlt state with each load package. After any failed run we abort the
-pending package (dlt's `abort_packages`), which rewinds local state to before it: a cursor may
-move back, never forward past rows that did not land. A full refresh resets the cursor
-locally before extracting; if it fails, the old table stays and the cursor stays reset, so
-the next run (even a daily one) completes the full reload.
+State lives only in the warehouse: every run starts as on a fresh machine (dlt's working folder
+emptied, state and schemas restored from the destination, `runner.start_from_destination`),
+because a production run may land on any worker of the pool in a new folder. The cursor travels
+in dlt state with each load package and dlt restores only the state of completed loads, so it
+never advances past rows that did not land. After a failed run we also abort the pending
+package (dlt's `abort_packages`), which rewinds this process's state to before it.
+
+A full refresh forgets the cursor and reloads everything; its new cursor reaches the warehouse
+in the same load as the rows. If it fails, nothing changed where a fresh worker looks: the old
+table and the old cursor stay, later daily runs go on incrementally, and the operator reruns
+`products-full-refresh` (its failure alerts). One run at a time holds the pipeline
+(`environment.run_guard`): two loads of one table at once would empty each other's staging
+rows (dlt truncates the staging table at the start of each load).
 
 Schema contract (`SCHEMA_CONTRACT`): new tables and new columns evolve (a column added to
 `raw_data.products` appears in the warehouse on the next run); a changed data type is frozen:
@@ -40,13 +48,13 @@ from dlt.common.schema.typing import TSchemaContractDict
 
 from pipelines.environment import ConfigurationError, Environment, configure_runtime
 from pipelines.errors import exception_chain
-from pipelines.locks import pipeline_run_lock
 from pipelines.names import PRODUCTS_PIPELINE
 from pipelines.runner import (
     extract_normalize_load,
     load_summary,
     make_pipeline,
     persist_run_audit,
+    start_from_destination,
 )
 from sources.errors import PermanentSourceError
 from sources.products import (
@@ -112,14 +120,8 @@ def cursor_value(pipeline: dlt.Pipeline) -> Any:
     return incremental.get(CURSOR_COLUMN, {}).get("last_value")
 
 
-def _reset_cursor(pipeline: dlt.Pipeline, environment: Environment) -> None:
-    """Forget the cursor locally; the new one reaches the warehouse with the reloaded rows.
-
-    If the reload fails, the cursor stays forgotten (the abort rewinds to after this reset),
-    so the next run reloads everything again: safe, and cheaper than committing the reset
-    with a load of its own (dlt's state-only drop).
-    """
-    _abort_pending(pipeline, environment)  # a failed run's packages: superseded by the reload
+def _reset_cursor(pipeline: dlt.Pipeline) -> None:
+    """Forget the cursor; the new one reaches the warehouse with the reloaded rows."""
     if cursor_value(pipeline) is None:
         return
     with pipeline.managed_state() as state:
@@ -162,9 +164,11 @@ def run(environment: Environment, *, full_refresh: bool = False) -> LoadInfo:
 def run_with_report(environment: Environment, *, full_refresh: bool = False) -> ProductsRun:
     """`run`, also naming the columns the source dropped (the flows report them)."""
     dsn = products_dsn(environment)
-    # Daily and full refresh are separate deployments sharing this dlt working folder.
-    with pipeline_run_lock(PIPELINE_NAME):
-        pipeline = make_products_pipeline(environment)
+    # Daily, full refresh and the CLI are separate entry points loading one table.
+    with environment.run_guard(PIPELINE_NAME):
+        pipeline = start_from_destination(
+            make_products_pipeline(environment), environment.warehouse_lock
+        )
         load_info = _run(environment, pipeline, dsn, full_refresh)
         if not load_summary(load_info)["rows"].get(TABLE_NAME):
             return ProductsRun(load_info)  # no row loaded, so none got a NULL: skip the check
@@ -197,14 +201,9 @@ def _dropped_columns(pipeline: dlt.Pipeline) -> list[str]:
 def _run(
     environment: Environment, pipeline: dlt.Pipeline, dsn: str, full_refresh: bool
 ) -> LoadInfo:
-    if cursor_value(pipeline) is None:
-        # A fresh worker starts from the cursor the warehouse holds (state travels with each
-        # load). With a local cursor we skip the round trip: a stale local cursor only makes
-        # the run re-read rows that the merge then de-duplicates.
-        pipeline.sync_destination()
     source = products_source(credentials=dsn)
     if full_refresh or cursor_value(pipeline) is None:
-        _reset_cursor(pipeline, environment)
+        _reset_cursor(pipeline)
         source.resources[RESOURCE_NAME].apply_hints(write_disposition="replace")
         if not _warehouse_has_table(pipeline, environment):
             # Nothing to keep visible yet, so no staging copy to swap in: load straight into

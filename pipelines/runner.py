@@ -50,6 +50,24 @@ def make_pipeline(
     )
 
 
+def start_from_destination(
+    pipeline: dlt.Pipeline, load_lock: LoadLock = nullcontext
+) -> dlt.Pipeline:
+    """Begin a run as on a fresh machine: dlt's working folder is scratch.
+
+    A production run may start on any worker of the pool, in a new folder, so nothing a later
+    run relies on may live on worker disk. The local folder is emptied and the state and
+    schemas of the last completed load are restored from the destination (dlt does this only
+    inside `pipeline.run()`, which our split steps do not call), so a shared local folder and a
+    fresh pod start from the same place.
+    """
+    pipeline.drop()
+    pipeline.activate()
+    with load_lock():  # reads the destination (a local DuckDB file admits one process)
+        pipeline.sync_destination()
+    return pipeline
+
+
 def _parquet_without_dictionaries() -> None:
     """dlt's parquet files without dictionary encoding: 2.7x cheaper to write, ~17% larger.
 

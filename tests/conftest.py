@@ -72,5 +72,10 @@ def prefect_server() -> Iterator[None]:
     """One real Prefect API server (SQLite) for the whole session; it takes ~35 s to start."""
     from prefect.testing.utilities import prefect_test_harness
 
+    from infra.prefect_setup import ensure_pipeline_concurrency_limits
+
     with prefect_test_harness(server_startup_timeout=120):
+        # the platform as `data-pipelines apply prefect` leaves it: every pipeline run on this
+        # API takes its `dlt-pipeline:<name>` limit (environments/run_guard.py)
+        ensure_pipeline_concurrency_limits()
         yield

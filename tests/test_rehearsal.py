@@ -1,8 +1,10 @@
-"""Production, unchanged, against the rehearsal's stand-ins (no Prefect here: tests/ covers it).
+"""Production, unchanged, against the rehearsal's stand-ins, run as production runs.
 
 Every production step runs in its own process with `production_env()` (endpoints and
-non-secret settings only), so dlt's AWS Secrets Manager provider is switched on at start-up as
-on a worker and every secret comes from moto. Snowflake is the fakesnow stand-in over the wire
+non-secret settings only) and a working folder of its own (a pool of fresh machines: nothing
+shared on disk), taking its pipeline's run guard on the session's Prefect server, so dlt's AWS
+Secrets Manager provider is switched on at start-up as on a worker and every secret comes from
+moto. Snowflake is the fakesnow stand-in over the wire
 (`local_stack/snowflake_standin.py`), reached by dlt's `snowflake` destination; the pipe is the
 pipe stand-in running the DDL's own COPY.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -41,6 +44,8 @@ SEEDED_ROWS = 300
 EMPTIES_PRODUCTS = (
     r'^\s*(DELETE\s+FROM|TRUNCATE\s+(TABLE\s+)?)\s*"?APPLICATION_DATA"?\."?PRODUCTS"?'
 )
+# dlt's load of the products rows into the staging table, before the merge or the swap
+FILLS_PRODUCTS_STAGING = r'^\s*COPY\s+INTO\s+"?APPLICATION_DATA_STAGING"?\."?PRODUCTS"?'
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +54,13 @@ def stand_ins(
     moto_server: MotoServer,  # noqa: F811
     postgres_cluster,  # noqa: F811
     oxr_sandbox_server,
+    prefect_server: None,
 ) -> Iterator[StandIns]:
-    """The Snowflake stand-in (a process), moto, PostgreSQL, the sandbox; DDL applied."""
+    """The Snowflake stand-in (a process), moto, PostgreSQL, the sandbox; DDL applied.
+
+    The session's Prefect server holds the run guards (its limits created as `apply prefect`
+    does), as production's server does for every worker of the pool.
+    """
     import psycopg
 
     base = tmp_path_factory.mktemp("rehearsal")
@@ -63,6 +73,8 @@ def stand_ins(
             # hold every statement that empties or trims the products table: a reader must
             # still see the old table meanwhile (it does only inside the swap's transaction)
             *("--pause-after", EMPTIES_PRODUCTS, "--pause-seconds", "1.5"),
+            # and, while the gate file exists, a load right after it fills the staging table
+            *("--hold-after", FILLS_PRODUCTS_STAGING, "--hold-file", str(base / "staging.gate")),
         ],
         cwd=PROJECT_DIR,
         stdout=log,
@@ -98,26 +110,50 @@ def stand_ins(
         log.close()
 
 
-def run_production(stand_ins: StandIns, code: str) -> str:
-    """`code` in a fresh production process (as a worker runs it); its stdout."""
-    prelude = "from environments import load_environment\nenvironment = load_environment()\n"
-    result = subprocess.run(
+def process_env(stand_ins: StandIns) -> dict[str, str]:
+    """A production process's environment on a fresh machine: its own working folder."""
+    from prefect.settings import PREFECT_API_URL
+
+    folder = Path(tempfile.mkdtemp(prefix="run-", dir=stand_ins.data_dir.parent))
+    env = production_env(stand_ins)
+    env.update({"DATA_PIPELINES_DATA_DIR": str(folder), "PREFECT_API_URL": PREFECT_API_URL.value()})
+    return env
+
+
+def start_production(
+    stand_ins: StandIns, code: str, log: Path | None = None
+) -> subprocess.Popen[str]:
+    """`code` in a fresh production process (as a worker runs it), not waited for.
+
+    Its stderr (logs) goes to `log` when given, so a test can read it while it runs.
+    """
+    prelude = (
+        "import logging\nlogging.basicConfig(level=logging.INFO)\n"
+        "from environments import load_environment\nenvironment = load_environment()\n"
+    )
+    return subprocess.Popen(
         [sys.executable, "-c", prelude + code],
         cwd=PROJECT_DIR,
-        env=production_env(stand_ins),
-        capture_output=True,
+        env=process_env(stand_ins),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if log is None else log.open("w"),
         text=True,
-        timeout=300,
     )
-    assert result.returncode == 0, result.stderr[-4000:]
-    return result.stdout
+
+
+def run_production(stand_ins: StandIns, code: str) -> str:
+    """`code` in a fresh production process (as a worker runs it); its stdout."""
+    process = start_production(stand_ins, code)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-4000:]
+    return stdout
 
 
 def cli(stand_ins: StandIns, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [str(Path(sys.executable).with_name("data-pipelines")), *argv],
         cwd=PROJECT_DIR,
-        env=production_env(stand_ins),
+        env=process_env(stand_ins),
         capture_output=True,
         text=True,
         timeout=300,
@@ -254,3 +290,55 @@ def test_verify_in_production_mode(stand_ins: StandIns) -> None:
     assert "environment production" in result.stdout, result.stdout + result.stderr[-2000:]
     assert "pipe status" in result.stdout
     assert result.returncode == 0, result.stdout
+
+
+def source_keys(stand_ins: StandIns) -> list[int]:
+    import psycopg
+
+    with psycopg.connect(stand_ins.products_dsn) as connection:
+        rows = connection.execute("select audit_id from raw_data.products order by 1").fetchall()
+    return [int(audit_id) for (audit_id,) in rows]
+
+
+def test_daily_inside_a_full_refresh_waits_and_products_equals_the_source(
+    stand_ins: StandIns, tmp_path: Path
+) -> None:
+    """Two working folders, one warehouse with many writers: a products-daily started while a
+    full refresh's rows sit in the staging table (which dlt empties at the start of every load)
+    waits for the refresh's run guard, then merges. Without the guard the refresh swapped in
+    the daily's rows only (measured: 50 of 2,050) and both reported success."""
+    daily = "from pipelines.products import run\nrun(environment)\n"
+    run_production(stand_ins, daily)  # a table and a cursor to start from
+    simulate_day(stand_ins.products_dsn)
+    gate = stand_ins.data_dir.parent / "staging.gate"
+    held = gate.with_name(gate.name + ".held")
+    held.unlink(missing_ok=True)
+    gate.touch()
+    try:
+        refresh = start_production(
+            stand_ins, "from pipelines.products import run\nrun(environment, full_refresh=True)\n"
+        )
+        processes.wait_until(held.exists, "the refresh's staging load", 120, gate)
+        simulate_day(stand_ins.products_dsn)  # more activity for the daily to merge
+        log = tmp_path / "daily.log"
+        second = start_production(stand_ins, daily, log)
+        # until the daily waits for the refresh, or gets past where it would have waited
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and second.poll() is None:
+            if "Waiting for the products pipeline" in log.read_text():
+                break
+            time.sleep(0.5)
+    finally:
+        gate.unlink(missing_ok=True)
+    refresh_err = refresh.communicate(timeout=300)[1]
+    second.communicate(timeout=300)
+    second_log = log.read_text()
+    assert refresh.returncode == 0, refresh_err[-3000:]
+    assert second.returncode == 0, second_log[-3000:]
+
+    keys = [int(k) for (k,) in query(stand_ins, f"select audit_id from {PRODUCTS} order by 1")]
+    expected = source_keys(stand_ins)
+    assert len(keys) == len(expected), f"PRODUCTS has {len(keys)} rows, the source {len(expected)}"
+    assert keys == expected  # row for row by key, no duplicate
+    assert "Waiting for the products pipeline" in second_log, second_log[-2000:]
+    assert "Got the products pipeline" in second_log
