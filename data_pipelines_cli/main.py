@@ -523,6 +523,24 @@ def _check_products_database() -> None:
         ) from None
 
 
+def _check_run_guard_api() -> None:
+    """Production runs hold their pipeline on the operator's Prefect API, never a temporary one."""
+    from environments import environment_name
+    from sources.errors import ConfigurationError
+
+    if environment_name() != "production":
+        return
+    from environments.run_guard import prefect_api_url
+
+    if prefect_api_url() is None:
+        raise ConfigurationError(
+            "No Prefect API for a production run: it holds its pipeline's one-run limit on "
+            "the Prefect server the workers use. Export PREFECT_API_URL (and PREFECT_API_KEY on "
+            "Prefect Cloud) as for `prefect deployment run`, or `prefect profile use` that "
+            "server's profile, then rerun."
+        )
+
+
 def preflight(args: argparse.Namespace) -> None:
     """Refuse bad input before anything starts: no Prefect server, no pipeline, nothing written.
 
@@ -530,6 +548,8 @@ def preflight(args: argparse.Namespace) -> None:
     """
     if args.command == "backfill":
         exchange_rate_dates.validate_date_range(args.start_date, args.end_date)
+    if args.command in ("run", "backfill"):
+        _check_run_guard_api()
     uses_oxr = args.command == "backfill" or getattr(args, "pipeline", None) in (
         "currencies",
         "exchange-rates",

@@ -1,0 +1,57 @@
+"""A throwaway `prefect server start` on loopback: a real server, background services included.
+
+Prefect's test harness runs an ephemeral server without the lease repossessor, so a slot held
+by a killed process is never freed there; production's server frees it once the lease runs
+out. Tests and benchmarks of crash recovery use this instead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from local_stack.processes import free_port, http_ok, wait_until
+
+
+@contextmanager
+def throwaway_prefect_server() -> Iterator[str]:
+    """`prefect server start` on a free loopback port and a new database; yields its API URL."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="prefect-server-") as home:
+        env = {
+            **os.environ,
+            "PREFECT_HOME": home,
+            "PREFECT_UI_ENABLED": "false",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+        }
+        env.pop("PREFECT_API_URL", None)
+        log = Path(home) / "server.log"
+        with open(log, "w") as out:
+            server = subprocess.Popen(
+                [
+                    str(Path(sys.executable).with_name("prefect")),
+                    *("server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"),
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        api_url = f"http://127.0.0.1:{port}/api"
+        try:
+            wait_until(lambda: http_ok(f"{api_url}/health"), "prefect server", 240, log)
+            yield api_url
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait(timeout=30)

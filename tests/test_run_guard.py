@@ -1,0 +1,171 @@
+"""The run guard on a real Prefect server: one run per dlt pipeline across processes and machines.
+
+The session's Prefect server (its limits created as `data-pipelines apply prefect` does) stands
+for production's; crash recovery after `kill -9` needs the server's lease repossessor, which a
+test harness does not run: tests/test_deployments.py covers it on the local stack's server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_URL
+
+from environments.run_guard import (
+    POLL_SECONDS,
+    prefect_run_guard,
+)
+from local_stack.processes import free_port
+from pipelines.errors import is_permanent
+from pipelines.locks import LockWaitTimeout
+from pipelines.names import DLT_PIPELINES, pipeline_concurrency_tag
+from sources.errors import ConfigurationError
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def api_url() -> str:
+    return str(PREFECT_API_URL.value())
+
+
+def active_slots(pipeline: str) -> int:
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name(pipeline_concurrency_tag(pipeline))
+    return int(limit.active_slots)
+
+
+def test_every_pipeline_has_a_strict_limit_of_one() -> None:
+    with get_client(sync_client=True) as client:
+        for name in DLT_PIPELINES:
+            limit = client.read_global_concurrency_limit_by_name(f"dlt-pipeline:{name}")
+            assert (limit.limit, limit.active) == (1, True)
+
+
+def test_a_second_holder_waits_names_the_holder_and_starts_when_the_first_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="environments.run_guard")
+    held, release = threading.Event(), threading.Event()
+
+    def first_run() -> None:  # another thread: it meets us only on the server, as a machine
+        with prefect_run_guard("currencies", api_url=api_url()):
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=first_run)
+    holder.start()
+    try:
+        assert held.wait(30)
+        assert active_slots("currencies") == 1
+        with (  # a bounded wait ends, transient
+            pytest.raises(LockWaitTimeout) as timeout,
+            prefect_run_guard("currencies", api_url=api_url(), max_wait=1),
+        ):
+            pass
+        assert not is_permanent(timeout.value)
+        assert "dlt-pipeline:currencies" in str(timeout.value)
+        waiting = [r.getMessage() for r in caplog.records if "Waiting for" in r.getMessage()]
+        assert waiting and "held by a run outside any Prefect flow run" in waiting[0], waiting
+
+        release_at: list[float] = []
+        threading.Timer(1.0, lambda: (release_at.append(time.monotonic()), release.set())).start()
+        with prefect_run_guard("currencies", api_url=api_url()):
+            got = time.monotonic()
+            assert active_slots("currencies") == 1
+    finally:
+        release.set()
+        holder.join(30)
+    # the hand-over costs at most one poll (Prefect's own wait could be up to ~45 s)
+    assert got - release_at[0] < POLL_SECONDS * 1.25 + 2, got - release_at[0]
+    assert active_slots("currencies") == 0
+
+
+def test_the_guard_is_reentrant_for_its_thread() -> None:
+    with prefect_run_guard("products", api_url=api_url()):
+        with prefect_run_guard("products", api_url=api_url(), max_wait=0):  # a run's audit
+            assert active_slots("products") == 1
+        assert active_slots("products") == 1
+    assert active_slots("products") == 0
+
+
+def test_a_failing_run_frees_its_slot_at_once() -> None:
+    with pytest.raises(ZeroDivisionError), prefect_run_guard("exchange_rates", api_url=api_url()):
+        1 / 0  # noqa: B018
+    assert active_slots("exchange_rates") == 0
+
+
+def test_a_missing_limit_is_a_configuration_error_naming_the_fix() -> None:
+    with (
+        pytest.raises(ConfigurationError) as error,
+        prefect_run_guard("no_such_pipeline", api_url=api_url()),
+    ):
+        pytest.fail("ran without its limit")
+    assert is_permanent(error.value)
+    assert "data-pipelines apply prefect" in str(error.value)
+
+
+def test_unreachable_api_loads_nothing_and_is_transient(data_dir: Path, oxr_sandbox) -> None:
+    """A run whose Prefect API does not answer never loads unguarded: it fails, retryable.
+
+    In a process of its own, as on a worker (Prefect keeps one acquisition client per process).
+    """
+    dead = f"http://127.0.0.1:{free_port()}/api"
+    code = (
+        "import sys\nfrom environments import load_environment\n"
+        "from pipelines import currencies\nfrom pipelines.errors import report_failure\n"
+        "try:\n    currencies.run(load_environment())\n"
+        "except Exception as error:\n    sys.exit(report_failure(error))\n"
+    )
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_DIR,
+        env={**os.environ, "PREFECT_API_URL": dead},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert time.monotonic() - started < 60
+    assert result.returncode == 1, result.stderr  # transient: a retry may pass
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"The Prefect API at {dead} did not answer")
+    ), result.stderr
+    assert oxr_sandbox.request_count() == 0, oxr_sandbox.requests()
+    assert not list((data_dir / "warehouse").glob("*.duckdb")), "something was written"
+
+
+def test_production_without_a_prefect_api_refuses_in_one_line(tmp_path: Path) -> None:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PREFECT_API", "DLT_", "DATA_PIPELINES_"))
+    }
+    env.update(
+        DATA_PIPELINES_ENV="production",
+        DATA_PIPELINES_DATA_DIR=str(tmp_path / "data"),
+        PREFECT_HOME=str(tmp_path / "prefect-home"),  # no profile pointing at a server
+    )
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("data-pipelines")), "run", "currencies"],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "PREFECT_API_URL" in lines[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.duckdb"))
