@@ -150,6 +150,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
             print(f"Note: {note}")
         loads = _run_deployments(run.prefect_api_url, demo_deployments(), timeout=args.timeout)
         query = rehearsal.admin_query(run.stand_ins)
+        scenarios = _overlap_scenarios(run, query)
         objects = rehearsal.wait_for_pipe(run.stand_ins, query)
         from infra.prefect_setup import deployments
 
@@ -171,7 +172,11 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
         print(f"\nObjects under s3://{run.stand_ins.bucket}/exchange-rates/: {objects}")
         code, report = rehearsal.verify_output(run)
         print("\n" + report)
-        ok = code == 0 and all(state == "Completed" for _, state, _, _ in results)
+        ok = (
+            code == 0
+            and all(state == "Completed" for _, state, _, _ in results)
+            and all(scenario.ok for scenario in scenarios)
+        )
     finally:
         if not args.keep:
             rehearsal.stop()
@@ -181,6 +186,24 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     else:
         print("Everything it started is stopped; logs in .data/rehearsal/stack/logs.")
     return 0 if ok else 1
+
+
+def _overlap_scenarios(run: Any, query: Callable[[str], int]) -> list[Any]:
+    """Runs of one pipeline started at once, from two workers and the CLI; one line each."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from local_stack import rehearsal, rehearsal_scenarios
+
+    print("\nOverlap scenarios (two workers, a fresh folder per run, the operator's CLI):")
+    with temporary_settings(updates={PREFECT_API_URL: run.prefect_api_url}):
+        results = rehearsal_scenarios.run_scenarios(
+            run.stand_ins, run.env, rehearsal.rehearsal_dir() / "operator", query
+        )
+    for result in results:
+        print(f"- {result.name}: {'ok' if result.ok else 'FAILED'}")
+        for line in result.lines:
+            print(line)
+    return results
 
 
 def _run_deployments(

@@ -43,10 +43,12 @@ from pipelines.environment import DATA_DIR_VAR, PROJECT_DIR, data_dir
 MOTO = "rehearsal-moto"
 SNOWFLAKE = "rehearsal-snowflake"
 PIPE = "rehearsal-pipe"
-WORKER = "rehearsal-worker"
+# Two workers on the pool, each flow run in a fresh folder of its own (a process worker's
+# temporary clone): production as a pool of fresh machines, not one shared data folder.
+WORKERS = ("rehearsal-worker-1", "rehearsal-worker-2")
 # started through the local stack's helpers, under the rehearsal's own run folder
 STACK_SERVICES = (stack.SANDBOX, stack.PREFECT_SERVER, stack.WEBHOOK_RECEIVER)
-SERVICES = (WORKER, PIPE, SNOWFLAKE, MOTO, *STACK_SERVICES)
+SERVICES = (*WORKERS, PIPE, SNOWFLAKE, MOTO, *STACK_SERVICES)
 TABLES = (
     "DLT.OPEN_EXCHANGE_RATES.CURRENCIES",
     "DLT.APPLICATION_DATA.PRODUCTS",
@@ -65,7 +67,8 @@ class Rehearsal:
     stand_ins: StandIns
     prefect_api_url: str
     commit: str
-    env: dict[str, str]  # production_env + the Prefect API: what an operator's shell has
+    # production_env + the Prefect API + the operator's own working folder: an operator's shell
+    env: dict[str, str]
     notes: list[str] = field(default_factory=list)
 
 
@@ -186,7 +189,10 @@ def start(progress: Callable[[str], None] = print) -> Rehearsal:
     )
     provision_aws(stand_ins)
     step(f"bucket s3://{stand_ins.bucket} and secrets in Secrets Manager")
-    env = production_env(stand_ins)
+    # the operator's commands (apply, verify, a CLI run) work in a folder of their own; the
+    # workers' runs get none: each finds its own in its clone
+    worker_base = production_env(stand_ins)
+    env = dict(worker_base, **{DATA_DIR_VAR: str(root / "operator")})
     _run([_bin("data-pipelines"), "apply", "snowflake"], env, "data-pipelines apply snowflake")
     step("Snowflake DDL applied (010, 020) through `data-pipelines apply snowflake`")
     processes.start(
@@ -221,7 +227,20 @@ def start(progress: Callable[[str], None] = print) -> Rehearsal:
     _run([cli, "apply", "alerting"], env, "apply alerting")
     _run([_bin("prefect"), "--no-prompt", "deploy", "--all"], env, "prefect deploy --all")
     step(f"Prefect {api_url}: pool, variables, alerting blocks, deployments")
-    worker_env = dict(env, VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}:{env.get('PATH', '')}")
+    worker_env = dict(
+        worker_base, VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}:{env.get('PATH', '')}"
+    )
+    worker_env.update(
+        {
+            k: env[k]
+            for k in (
+                "PREFECT_API_URL",
+                "PREFECT_HOME",
+                "PREFECT_SERVER_ANALYTICS_ENABLED",
+                "DO_NOT_TRACK",
+            )
+        }
+    )
     worker_env.update(
         {
             "PREFECT_WORKER_QUERY_SECONDS": "2",
@@ -230,21 +249,19 @@ def start(progress: Callable[[str], None] = print) -> Rehearsal:
         }
     )
     worker_env.pop("PYTHONPATH", None)
-    processes.start(
-        WORKER,
-        [
-            str(venv / "bin" / "prefect"),
-            "worker",
-            "start",
-            "--pool",
-            "production",
-            "--name",
-            "rehearsal-worker",
-        ],
-        worker_env,
-        root,
-    )
-    step("worker started from the production venv")
+    for worker in WORKERS:
+        processes.start(
+            worker,
+            [
+                str(venv / "bin" / "prefect"),
+                *("worker", "start", "--pool", "production"),
+                "--name",
+                worker,
+            ],
+            worker_env,
+            root,
+        )
+    step(f"{len(WORKERS)} workers started from the production venv (a fresh folder per run)")
     return Rehearsal(stand_ins, api_url, commit, env, notes)
 
 
