@@ -19,3 +19,4 @@ bench:  ## benchmarks: print figures, not pass/fail (docs/benchmarks.md)
 	.venv/bin/python -m benchmarks.bench_exchange_rates --days 365
 	.venv/bin/python -m benchmarks.bench_products --rows 1000000 --rss-rows 10000000
 	.venv/bin/python -m benchmarks.bench_latency
+	.venv/bin/python -m benchmarks.bench_run_guard

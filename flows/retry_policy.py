@@ -174,10 +174,11 @@ def pipeline_task(
 
     `options` may add anything but the retry policy.
 
-    `dlt_pipeline` tags the task with the pipeline it runs. Two deployments sharing one dlt
-    pipeline (daily and backfill, daily and full refresh) never run it at the same time
-    because the pipeline takes its run lock (pipelines/locks.py), not through a Prefect tag
-    limit: that one outlived crashed runs by about a minute (infra/prefect_setup.py).
+    `dlt_pipeline` tags the task with the pipeline it runs (a label: the waiting run's log
+    names the flow runs whose tasks carry it). Two deployments sharing one dlt pipeline (daily
+    and backfill, daily and full refresh) never run it at the same time because every run
+    holds the pipeline's run guard (environments/run_guard.py), not through a tag limit: a tag
+    limit covers only tasks, and a CLI run is outside every task.
     """
     if dlt_pipeline is not None:
         options["tags"] = [*options.get("tags", []), pipeline_tag(dlt_pipeline)]

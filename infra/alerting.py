@@ -10,8 +10,9 @@ Every alert says what failed and fits the failure (docs/operations.md says what 
 - proactive (alerts on something that did NOT happen; Slack and PagerDuty): a scheduled run of a
   `dlt` deployment still not started `late_after_seconds` after it turned Late (worker down);
   a run still Running `running_grace_seconds` after its flow's timeout (hung or lost process;
-  one automation per flow, sized from `flows.retry_policy.flow_timeout`); the
-  `work_pool_name` pool Not Ready (no live worker) for `work_pool_not_ready_seconds`;
+  one automation per flow, sized from `flows.retry_policy.flow_timeout`); any work pool the
+  project defines (`infra.prefect_setup.WORK_POOLS`) Not Ready (no live worker) for
+  `work_pool_not_ready_seconds`;
 - resolve: PagerDuty incidents are keyed per deployment (`data-pipelines/<flow>/<deployment>`)
   or per pool, not per message text; a Completed run of the deployment (or the pool turning
   Ready) sends `event_action: resolve` with that key, so the incident closes when it recovers.
@@ -74,6 +75,7 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
+from infra.prefect_setup import WORK_POOL_NAMES
 from pipelines.environment import ConfigurationError, configure_runtime
 
 SLACK_BLOCK_NAME = "slack-alerts"  # the issue's slack-webhook/alerts
@@ -115,7 +117,6 @@ class AlertWindows:
 
     late_after_seconds: float = 900.0
     running_grace_seconds: float = 600.0
-    work_pool_name: str = "production"
     work_pool_not_ready_seconds: float = 600.0
 
 
@@ -355,14 +356,14 @@ def _flow_run_trigger(
 
 
 def _work_pool_trigger(
-    pool: str, expect: str, after: str | None = None, within: timedelta = timedelta(0)
+    pools: tuple[str, ...], expect: str, after: str | None = None, within: timedelta = timedelta(0)
 ) -> Any:
     from prefect.events.schemas.automations import EventTrigger, Posture
 
     return EventTrigger(
         after={after} if after else set(),
         expect={expect},
-        match={"prefect.resource.id": "prefect.work-pool.*", "prefect.resource.name": pool},
+        match={"prefect.resource.id": "prefect.work-pool.*", "prefect.resource.name": list(pools)},
         for_each={"prefect.resource.id"},
         posture=Posture.Proactive if after else Posture.Reactive,
         threshold=1,
@@ -394,11 +395,13 @@ def automation_definitions(
     blocks: BlockIds,
     windows: AlertWindows | None = None,
     flow_timeouts: dict[str, float] | None = None,
+    work_pools: tuple[str, ...] = WORK_POOL_NAMES,
 ) -> list[Any]:
     """Every automation, as Prefect objects (not yet applied).
 
     `flow_timeouts` (flow name -> seconds) sizes the "running too long" alerts; by default the
     flows' own timeouts (`flows.retry_policy`), read from the same config the flows read.
+    `work_pools` are the pools watched for Not Ready: every pool the project defines.
     """
     from prefect.automations import Automation
 
@@ -483,14 +486,15 @@ def automation_definitions(
                 ],
             )
         )
-    pool, not_ready = windows.work_pool_name, windows.work_pool_not_ready_seconds
+    not_ready = windows.work_pool_not_ready_seconds
+    pools = ", ".join(work_pools)
     definitions += [
         Automation(
             name=WORK_POOL_AUTOMATION,
-            description=f"Work pool {pool} Not Ready (no live worker) for "
+            description=f"Work pools {pools}: one Not Ready (no live worker) for "
             f"{_minutes(not_ready)} min: Slack and PagerDuty.",
             trigger=_work_pool_trigger(
-                pool,
+                work_pools,
                 expect="prefect.work-pool.ready",
                 after="prefect.work-pool.not-ready",
                 within=timedelta(seconds=not_ready),
@@ -504,8 +508,8 @@ def automation_definitions(
         ),
         Automation(
             name=WORK_POOL_RESOLVE_AUTOMATION,
-            description=f"Work pool {pool} Ready again: resolve its PagerDuty incident.",
-            trigger=_work_pool_trigger(pool, expect="prefect.work-pool.ready"),
+            description=f"Work pools {pools}: one Ready again: resolve its PagerDuty incident.",
+            trigger=_work_pool_trigger(work_pools, expect="prefect.work-pool.ready"),
             actions=[_resolve(blocks, _POOL_DEDUP_KEY)],
         ),
     ]
@@ -539,7 +543,9 @@ def apply_automations(definitions: list[Any]) -> list[str]:
 
 
 def apply(
-    settings: AlertingSettings | None = None, windows: AlertWindows | None = None
+    settings: AlertingSettings | None = None,
+    windows: AlertWindows | None = None,
+    work_pools: tuple[str, ...] = WORK_POOL_NAMES,
 ) -> list[str]:
     """Blocks and automations, idempotently; one line per thing done (no secrets)."""
     settings = settings or settings_from_config()
@@ -550,7 +556,7 @@ def apply(
         f"{settings.pagerduty_events_url})",
         f"block custom-webhook/{PAGERDUTY_RESOLVE_BLOCK_NAME} saved (PagerDuty Events v2 resolve)",
     ]
-    definitions = automation_definitions(blocks, windows)
+    definitions = automation_definitions(blocks, windows, work_pools=work_pools)
     return lines + apply_automations(definitions) + _delete_retired(definitions)
 
 

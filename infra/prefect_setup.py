@@ -32,11 +32,23 @@ class WorkPoolSpec:
     type: str
     description: str
     concurrency_limit: int | None = None
+    base_job_template: Path | None = None  # None: the worker type's default template
+
+    def job_template(self) -> dict[str, Any]:
+        import json
+
+        if self.base_job_template is not None:
+            return json.loads(self.base_job_template.read_text())
+        from prefect.workers.process import ProcessWorker
+
+        return ProcessWorker.get_default_base_job_template() if self.type == "process" else {}
 
 
-# `production` is a process pool: one machine, flows run as child processes of the worker.
-# Teams that outgrow it create a Kubernetes pool from infra/prefect/kubernetes-work-pool.json
-# (see docs/deployments.md) and point the deployments' work_pool at it.
+KUBERNETES_JOB_TEMPLATE = PROJECT_DIR / "infra" / "prefect" / "kubernetes-work-pool.json"
+# `production` is a process pool: one machine, flows run as child processes of its workers.
+# `production-k8s` runs each flow run as a Kubernetes Job (docs/deployments.md): teams that
+# outgrow one machine point the deployments' work_pool at it. Both exist so both are alerted on
+# and both carry a concurrency limit; a pool nobody polls stays quiet (it never turns Ready).
 WORK_POOLS: tuple[WorkPoolSpec, ...] = (
     WorkPoolSpec(
         name="production",
@@ -44,7 +56,16 @@ WORK_POOLS: tuple[WorkPoolSpec, ...] = (
         description="data-pipelines: dlt flows run as processes of the worker",
         concurrency_limit=4,
     ),
+    WorkPoolSpec(
+        name="production-k8s",
+        type="kubernetes",
+        description="data-pipelines: each flow run a Kubernetes Job "
+        "(infra/prefect/kubernetes-work-pool.json)",
+        concurrency_limit=4,
+        base_job_template=KUBERNETES_JOB_TEMPLATE,
+    ),
 )
+WORK_POOL_NAMES: tuple[str, ...] = tuple(pool.name for pool in WORK_POOLS)
 
 
 def ensure_work_pools(pools: tuple[WorkPoolSpec, ...] = WORK_POOLS) -> list[str]:
@@ -52,7 +73,6 @@ def ensure_work_pools(pools: tuple[WorkPoolSpec, ...] = WORK_POOLS) -> list[str]
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
     from prefect.exceptions import ObjectNotFound
-    from prefect.workers.process import ProcessWorker
 
     done = []
     with get_client(sync_client=True) as client:
@@ -62,16 +82,13 @@ def ensure_work_pools(pools: tuple[WorkPoolSpec, ...] = WORK_POOLS) -> list[str]
             except ObjectNotFound:
                 existing = None
             if existing is None:
-                template = (
-                    ProcessWorker.get_default_base_job_template() if spec.type == "process" else {}
-                )
                 client.create_work_pool(
                     WorkPoolCreate(
                         name=spec.name,
                         type=spec.type,
                         description=spec.description,
                         concurrency_limit=spec.concurrency_limit,
-                        base_job_template=template,
+                        base_job_template=spec.job_template(),
                     )
                 )
                 done.append(f"work pool {spec.name!r} ({spec.type}) created")
@@ -84,7 +101,15 @@ def ensure_work_pools(pools: tuple[WorkPoolSpec, ...] = WORK_POOLS) -> list[str]
                 client.update_work_pool(
                     spec.name,
                     WorkPoolUpdate(
-                        description=spec.description, concurrency_limit=spec.concurrency_limit
+                        description=spec.description,
+                        concurrency_limit=spec.concurrency_limit,
+                        # a template kept in the repository lands on every apply; a process
+                        # pool keeps the one it has (an operator's edits in the UI)
+                        **(
+                            {"base_job_template": spec.job_template()}
+                            if spec.base_job_template is not None
+                            else {}
+                        ),
                     ),
                 )
                 done.append(f"work pool {spec.name!r} ({spec.type}) up to date")

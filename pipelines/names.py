@@ -35,5 +35,6 @@ USER_TABLES: tuple[str, ...] = (
 
 
 def pipeline_concurrency_tag(dlt_pipeline: str) -> str:
-    """Prefect task tag naming the dlt pipeline a task runs (a label: its run lock serialises)."""
+    """`dlt-pipeline:<name>`: the pipeline's global concurrency limit (the run guard,
+    environments/run_guard.py) and the tag on the tasks that run it (a label)."""
     return f"dlt-pipeline:{dlt_pipeline}"

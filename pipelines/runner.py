@@ -257,7 +257,8 @@ def persist_run_audit(
     try:
         # evolve: a pipeline's data contract (products freezes data types) is for its data,
         # not for the shape of dlt's bookkeeping documents. The audit load uses the pipeline's
-        # working folder too, so it takes the pipeline's run lock like a run does.
+        # working folder too, so it takes the folder's lock like a run does (the callers hold
+        # the run guard across run and audit).
         with pipeline_run_lock(target.pipeline_name):
             return extract_normalize_load(
                 target, resources, load_lock=load_lock, schema_contract="evolve"

@@ -402,9 +402,8 @@ def test_a_work_pool_without_a_live_worker_alerts_then_resolves(
     from prefect.client.schemas.actions import WorkPoolCreate
 
     pool = f"alerting-test-{int(time.time())}"
-    monkeypatch.setenv("ALERTING__WORK_POOL_NAME", pool)
     monkeypatch.setenv("ALERTING__WORK_POOL_NOT_READY_SECONDS", "10")
-    alerting.apply(settings)
+    alerting.apply(settings, work_pools=(pool,))
     with get_client(sync_client=True) as client:
         # a new pool has no worker: the server marks it Not Ready (as the foreman does when
         # a worker's heartbeats stop)

@@ -189,7 +189,7 @@ def test_second_trigger_waits_for_the_first(deployed: LocalStack) -> None:
 
 def test_deployments_sharing_a_dlt_pipeline_never_overlap(deployed: LocalStack) -> None:
     """products-daily and products-full-refresh share dlt's `products` state: triggered
-    together, their pipeline runs happen one after the other (the pipeline's run lock; the
+    together, their pipeline runs happen one after the other (the pipeline's run guard; the
     second task is Running in Prefect while it waits)."""
     daily_id = deployed.run_deployment("products-daily/production")
     refresh_id = deployed.run_deployment("products-full-refresh/production")

@@ -92,9 +92,11 @@ def test_each_deployment_renders_to_a_production_job(pool: Any, deployment: dict
     [container] = pod["containers"]
     assert container["image"] == "ghcr.io/acme/data-pipelines:latest"
     assert container["args"] == ["prefect", "flow-run", "execute"]
+    # dlt's working folder is scratch on the pod's disk: a 10M-row full refresh writes ~280 MB
+    # of parquet (docs/benchmarks.md), so the pod asks for room and is evicted past twice that.
     assert container["resources"] == {
-        "requests": {"cpu": "500m", "memory": "1Gi"},
-        "limits": {"memory": "2Gi"},
+        "requests": {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "1Gi"},
+        "limits": {"memory": "2Gi", "ephemeral-storage": "2Gi"},
     }
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["DATA_PIPELINES_ENV"] == "production"
@@ -154,3 +156,29 @@ def test_the_image_installs_the_process_workers_locked_dependencies() -> None:
     assert re.search(r"VIRTUAL_ENV=(\S+)", dockerfile).group(1) == re.search(
         r"UV_PROJECT_ENVIRONMENT=(\S+)", dockerfile
     ).group(1)
+
+
+def test_apply_creates_the_kubernetes_pool_with_its_template_and_a_concurrency_limit() -> None:
+    from prefect.client.orchestration import get_client
+
+    [spec] = [p for p in prefect_setup.WORK_POOLS if p.type == "kubernetes"]
+    prefect_setup.ensure_work_pools()
+    with get_client(sync_client=True) as client:
+        created = client.read_work_pool(spec.name)
+    assert created.type == "kubernetes"
+    assert created.base_job_template == json.loads(TEMPLATE.read_text())
+    assert created.concurrency_limit == spec.concurrency_limit and spec.concurrency_limit >= 1
+    assert prefect_setup.ensure_work_pools()[-1].endswith("up to date")  # idempotent
+
+
+def test_the_pool_not_ready_alert_watches_every_pool_the_project_defines() -> None:
+    from uuid import uuid4
+
+    from infra import alerting
+
+    blocks = alerting.BlockIds(slack=uuid4(), pagerduty=uuid4(), pagerduty_resolve=uuid4())
+    definitions = {a.name: a for a in alerting.automation_definitions(blocks, flow_timeouts={})}
+    for name in (alerting.WORK_POOL_AUTOMATION, alerting.WORK_POOL_RESOLVE_AUTOMATION):
+        watched = definitions[name].trigger.match.root["prefect.resource.name"]
+        assert sorted(watched) == sorted(p.name for p in prefect_setup.WORK_POOLS)
+    assert {"production", "production-k8s"} <= set(prefect_setup.WORK_POOL_NAMES)
