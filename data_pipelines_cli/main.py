@@ -197,7 +197,11 @@ def _overlap_scenarios(run: Any, query: Callable[[str], int]) -> list[Any]:
     print("\nOverlap scenarios (two workers, a fresh folder per run, the operator's CLI):")
     with temporary_settings(updates={PREFECT_API_URL: run.prefect_api_url}):
         results = rehearsal_scenarios.run_scenarios(
-            run.stand_ins, run.env, rehearsal.rehearsal_dir() / "operator", query
+            run.stand_ins,
+            run.env,
+            rehearsal.rehearsal_dir() / "operator",
+            query,
+            rehearsal.staging_gate(),
         )
     for result in results:
         print(f"- {result.name}: {'ok' if result.ok else 'FAILED'}")

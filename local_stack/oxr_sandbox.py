@@ -64,7 +64,8 @@ does not disturb assertions) is recorded with arrival time, method, path without
 
 Admin over HTTP (no auth, for an out-of-process sandbox): ``GET /__sandbox__/health``,
 ``GET /__sandbox__/requests``, ``POST /__sandbox__/faults`` (JSON ``{"kind", "count", ...}``),
-``DELETE /__sandbox__/faults``, ``POST /__sandbox__/reset``.
+``DELETE /__sandbox__/faults``, ``POST /__sandbox__/reset``, ``POST /__sandbox__/latency``
+(JSON ``{"seconds": N}``: the delay per API request from now on; a slow OXR for overlap tests).
 
 CLI: ``python -m local_stack.oxr_sandbox --port 8765 [--quota N] [--latency-ms N] [--app-id X]``
 prints one line with its URL on stdout when ready, logs one line per request (never the app id
@@ -749,6 +750,13 @@ class OXRSandbox(LoopbackHTTPService):
             except (KeyError, ValueError, TypeError) as exc:
                 return _error(400, "invalid_fault", f"Bad fault specification: {exc}")
             return _json_response(200, {"queued": count, "pending_faults": self.pending_faults})
+        if route == ("POST", "/__sandbox__/latency"):
+            try:
+                spec = json.loads(_read_body(handler) or b"{}")
+                self.latency_seconds = max(0.0, float(spec["seconds"]))
+            except (KeyError, ValueError, TypeError) as exc:
+                return _error(400, "invalid_latency", f'Send {{"seconds": <number>}}: {exc}')
+            return _json_response(200, {"latency_seconds": self.latency_seconds})
         if route == ("DELETE", "/__sandbox__/faults"):
             self.clear_faults()
             return _json_response(200, {"pending_faults": 0})

@@ -38,6 +38,7 @@ from local_stack.rehearsal_config import (
     production_env,
     provision_aws,
 )
+from local_stack.rehearsal_scenarios import FILLS_PRODUCTS_STAGING
 from pipelines.environment import DATA_DIR_VAR, PROJECT_DIR, data_dir
 
 MOTO = "rehearsal-moto"
@@ -113,12 +114,18 @@ def _start_moto() -> str:
     return url
 
 
+def staging_gate() -> Path:
+    """While this file exists, the stand-in holds a products load right after it fills the
+    staging table (the overlap scenario keeps a full refresh in its window with it)."""
+    return rehearsal_dir() / "staging.gate"
+
+
 def _start_snowflake(root: Path) -> int:
     port = processes.choose_port(SNOWFLAKE, processes.free_port())
     argv = [sys.executable, "-m", "local_stack.snowflake_standin", "--port", str(port)]
-    processes.start(
-        SNOWFLAKE, [*argv, "--mirror", str(root / "mirror")], stack.base_env(), PROJECT_DIR
-    )
+    argv += ["--mirror", str(root / "mirror")]
+    argv += ["--hold-after", FILLS_PRODUCTS_STAGING, "--hold-file", str(staging_gate())]
+    processes.start(SNOWFLAKE, argv, stack.base_env(), PROJECT_DIR)
     processes.wait_until(
         lambda: not processes.port_is_free(port),
         "Snowflake stand-in",

@@ -4,14 +4,20 @@ Production is a pool of fresh machines; two runs of one pipeline can start toget
 deployments, a schedule and an operator's CLI, on two workers. Each scenario starts them as
 that happens, waits, and reports what a data engineer checks afterwards:
 
-- `products`: `products-full-refresh` (5,000 rows on the stand-in: several seconds of load)
-  is triggered; while it runs, `products-daily` is triggered and an operator runs
-  `data-pipelines run products` in their own shell. Target: PRODUCTS holds exactly the
-  source's rows, no duplicate `audit_id`.
-- `backfills`: `exchange-rates-backfill` over one range and `data-pipelines backfill` over an
-  overlapping one, at once. Target: each day requested from OXR once.
+- `products`: `products-full-refresh` is triggered and held by the stand-in right after it
+  fills the staging table (the gate file: the window in which a second load would empty the
+  staging table under it); meanwhile `products-daily` is triggered and an operator runs
+  `data-pipelines run products` in their own shell; the gate opens once both wait (or after
+  `OVERLAP_SECONDS`). Target: PRODUCTS holds exactly the source's rows, no duplicate
+  `audit_id`, and both later runs waited.
+- `backfills`: `exchange-rates-backfill` over one range is triggered with OXR slowed down
+  (`SLOW_OXR_SECONDS` per request, the sandbox's latency); once it holds the pipeline an
+  operator runs `data-pipelines backfill` over an overlapping range. Target: each day requested
+  from OXR once, and the CLI waited.
 
-Who waited for whom is read from the runs' own log lines (the run guard names the holder).
+The gate and the slow OXR only widen the window in which the runs overlap, so the scenarios
+test the overlap every time instead of when timing happens to allow it. Who waited for whom
+is read from the runs' own log lines (the run guard names the holder).
 """
 
 from __future__ import annotations
@@ -29,10 +35,19 @@ from typing import Any
 
 from local_stack.rehearsal_config import StandIns
 from pipelines.environment import DATA_DIR_VAR, PROJECT_DIR
-from pipelines.names import PRODUCTS_PIPELINE, PRODUCTS_TABLE, pipeline_concurrency_tag
+from pipelines.names import (
+    EXCHANGE_RATES_PIPELINE,
+    PRODUCTS_TABLE,
+    pipeline_concurrency_tag,
+)
 
 WAIT_LINE = "Waiting for the "
 BACKFILLS = (("2026-02-01", "2026-02-10"), ("2026-02-06", "2026-02-15"))
+# The products load right after it fills the staging table (the stand-in's --hold-after).
+FILLS_PRODUCTS_STAGING = r'^\s*COPY\s+INTO\s+"?APPLICATION_DATA_STAGING"?\."?PRODUCTS"?'
+# The longest a scenario holds its first run for the others (the gate opens itself at 120 s).
+OVERLAP_SECONDS = 100.0
+SLOW_OXR_SECONDS = 2.0
 
 
 @dataclass
@@ -42,16 +57,41 @@ class ScenarioResult:
     lines: list[str] = field(default_factory=list)
 
 
-def _cli(env: dict[str, str], folder: Path, *argv: str) -> subprocess.Popen[str]:
+@dataclass
+class CliRun:
     """An operator's `data-pipelines ...` in a shell of their own (own working folder)."""
-    return subprocess.Popen(
-        [str(Path(sys.executable).with_name("data-pipelines")), *argv],
-        cwd=PROJECT_DIR,
-        env=dict(env, **{DATA_DIR_VAR: str(folder)}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def waiting(self) -> bool:
+        return WAIT_LINE in self.output()
+
+
+def _cli(env: dict[str, str], folder: Path, *argv: str) -> CliRun:
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "cli.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("data-pipelines")), *argv],
+            cwd=PROJECT_DIR,
+            env=dict(env, **{DATA_DIR_VAR: str(folder)}),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return CliRun(process, log)
+
+
+def _until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.5)
+    return condition()
 
 
 def _trigger(name: str, parameters: dict[str, Any] | None = None) -> Any:
@@ -105,48 +145,89 @@ def _flow_line(client: Any, label: str, flow_run: Any) -> str:
     return f"{_who_waited(label, _waits_in_logs(client, flow_run.id))} -> {state}"
 
 
-def _cli_line(label: str, process: subprocess.Popen[str], timeout: float) -> tuple[str, bool]:
+def _cli_line(label: str, run: CliRun, timeout: float) -> tuple[str, bool, bool]:
+    """The CLI run's line, whether it succeeded, and whether it waited."""
     try:
-        output, _ = process.communicate(timeout=timeout)
+        run.process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-        return f"  {label}: still running after {timeout:.0f} s (killed)", False
-    waits = [line for line in output.splitlines() if WAIT_LINE in line]
-    state = "exit 0" if process.returncode == 0 else f"exit {process.returncode}"
-    return f"{_who_waited(label, waits)} -> {state}", process.returncode == 0
+        run.process.kill()
+        run.process.wait()
+        return f"  {label}: still running after {timeout:.0f} s (killed)", False, False
+    waits = [line for line in run.output().splitlines() if WAIT_LINE in line]
+    code = run.process.returncode
+    state = "exit 0" if code == 0 else f"exit {code}: {run.output()[-300:]}"
+    return f"{_who_waited(label, waits)} -> {state}", code == 0, bool(waits)
 
 
 def products_overlap(
-    stand_ins: StandIns, env: dict[str, str], folder: Path, query: Callable[[str], int]
+    stand_ins: StandIns,
+    env: dict[str, str],
+    folder: Path,
+    query: Callable[[str], int],
+    gate: Path,
 ) -> ScenarioResult:
-    """A full refresh, with a daily run and an operator's CLI run started while it loads."""
+    """A full refresh held in its staging window; a daily run and an operator's CLI run
+    started meanwhile."""
     from prefect.client.orchestration import get_client
 
     from local_stack.products_data import simulate_day
 
     simulate_day(stand_ins.products_dsn)  # new activity for the daily runs to merge
+    held = gate.with_name(gate.name + ".held")
+    held.unlink(missing_ok=True)
+    gate.touch()
+    try:
+        with get_client(sync_client=True) as client:
+            refresh = _trigger("products-full-refresh/production")
+            in_window = _until(held.exists, OVERLAP_SECONDS)
+            simulate_day(stand_ins.products_dsn)  # more activity, inside the refresh's window
+            daily = _trigger("products-daily/production")
+            cli = _cli(env, folder / "cli-products", "run", "products")
+            both_wait = _until(
+                lambda: cli.waiting() and bool(_waits_in_logs(client, daily)), OVERLAP_SECONDS
+            )
+    finally:
+        gate.unlink(missing_ok=True)
+    cli_line, cli_ok, cli_waited = _cli_line("data-pipelines run products (CLI)", cli, 600)
     with get_client(sync_client=True) as client:
-        refresh = _trigger("products-full-refresh/production")
-        _wait_holding(client, refresh, PRODUCTS_PIPELINE, 180)
-        daily = _trigger("products-daily/production")
-        cli = _cli(env, folder / "cli-products", "run", "products")
-        cli_line, cli_ok = _cli_line("data-pipelines run products (CLI)", cli, 600)
         runs = {
             "products-full-refresh": _wait_final(client, refresh, 600),
             "products-daily": _wait_final(client, daily, 600),
         }
         lines = [_flow_line(client, label, run) for label, run in runs.items()] + [cli_line]
+        daily_waited = bool(_waits_in_logs(client, daily))
     source = _source_rows(stand_ins.products_dsn)
     rows = query(f"select count(*) from {PRODUCTS_TABLE}")
     duplicates = rows - query(f"select count(distinct audit_id) from {PRODUCTS_TABLE}")
     lines.append(f"  PRODUCTS {rows} rows, source {source} rows, duplicate audit_id {duplicates}")
+    if not (in_window and both_wait):
+        lines.append(
+            "  the runs did not overlap as staged (refresh in its staging window: "
+            f"{in_window}; daily and CLI both waiting: {both_wait})"
+        )
     completed = all(run.state is not None and run.state.is_completed() for run in runs.values())
     return ScenarioResult(
         "products: full refresh + daily + CLI at once",
-        completed and cli_ok and rows == source and duplicates == 0,
+        completed
+        and cli_ok
+        and rows == source
+        and duplicates == 0
+        and in_window
+        and daily_waited
+        and cli_waited,
         lines,
     )
+
+
+def _slow_oxr(stand_ins: StandIns, seconds: float) -> None:
+    request = urllib.request.Request(
+        f"{_sandbox_admin(stand_ins)}/__sandbox__/latency",
+        data=json.dumps({"seconds": seconds}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10):
+        pass
 
 
 def backfills_overlap(stand_ins: StandIns, env: dict[str, str], folder: Path) -> ScenarioResult:
@@ -155,15 +236,22 @@ def backfills_overlap(stand_ins: StandIns, env: dict[str, str], folder: Path) ->
 
     (first_start, first_end), (second_start, second_end) = BACKFILLS
     before = len(_sandbox_requests(stand_ins))
+    _slow_oxr(stand_ins, SLOW_OXR_SECONDS)
+    try:
+        with get_client(sync_client=True) as client:
+            deployed = _trigger(
+                "exchange-rates-backfill/production",
+                {"start_date": first_start, "end_date": first_end},
+            )
+            _wait_holding(client, deployed, EXCHANGE_RATES_PIPELINE, OVERLAP_SECONDS)
+            cli = _cli(env, folder / "cli-backfill", "backfill", second_start, second_end)
+            _until(lambda: cli.waiting() or cli.process.poll() is not None, OVERLAP_SECONDS)
+    finally:
+        _slow_oxr(stand_ins, 0.0)
+    cli_line, cli_ok, cli_waited = _cli_line(
+        f"data-pipelines backfill {second_start} {second_end}", cli, 600
+    )
     with get_client(sync_client=True) as client:
-        deployed = _trigger(
-            "exchange-rates-backfill/production",
-            {"start_date": first_start, "end_date": first_end},
-        )
-        cli = _cli(env, folder / "cli-backfill", "backfill", second_start, second_end)
-        cli_line, cli_ok = _cli_line(
-            f"data-pipelines backfill {second_start} {second_end}", cli, 600
-        )
         flow_run = _wait_final(client, deployed, 600)
         lines = [
             _flow_line(client, f"exchange-rates-backfill {first_start}..{first_end}", flow_run),
@@ -183,7 +271,7 @@ def backfills_overlap(stand_ins: StandIns, env: dict[str, str], folder: Path) ->
     completed = flow_run.state is not None and flow_run.state.is_completed()
     return ScenarioResult(
         "backfills: overlapping ranges at once",
-        completed and cli_ok and len(days) == wanted and not twice,
+        completed and cli_ok and cli_waited and len(days) == wanted and not twice,
         lines,
     )
 
@@ -196,17 +284,25 @@ def _source_rows(dsn: str) -> int:
     return int(row[0]) if row else 0
 
 
+def _sandbox_admin(stand_ins: StandIns) -> str:
+    return stand_ins.oxr_base_url.split("/api", 1)[0]
+
+
 def _sandbox_requests(stand_ins: StandIns) -> list[dict[str, Any]]:
-    base = stand_ins.oxr_base_url.split("/api", 1)[0]
+    base = _sandbox_admin(stand_ins)
     with urllib.request.urlopen(f"{base}/__sandbox__/requests", timeout=10) as response:
         return list(json.load(response)["requests"])
 
 
 def run_scenarios(
-    stand_ins: StandIns, env: dict[str, str], folder: Path, query: Callable[[str], int]
+    stand_ins: StandIns,
+    env: dict[str, str],
+    folder: Path,
+    query: Callable[[str], int],
+    gate: Path,
 ) -> list[ScenarioResult]:
     """Every overlap scenario, one after the other."""
     return [
-        products_overlap(stand_ins, env, folder, query),
+        products_overlap(stand_ins, env, folder, query, gate),
         backfills_overlap(stand_ins, env, folder),
     ]

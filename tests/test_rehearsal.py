@@ -31,6 +31,7 @@ from local_stack.rehearsal_config import (
     provision_aws,
     secret_documents,
 )
+from local_stack.rehearsal_scenarios import FILLS_PRODUCTS_STAGING
 from tests.conftest import SANDBOX_APP_ID
 from tests.fixtures.moto import MotoServer, moto_server  # noqa: F401
 from tests.fixtures.postgres import postgres_cluster  # noqa: F401
@@ -45,7 +46,6 @@ EMPTIES_PRODUCTS = (
     r'^\s*(DELETE\s+FROM|TRUNCATE\s+(TABLE\s+)?)\s*"?APPLICATION_DATA"?\."?PRODUCTS"?'
 )
 # dlt's load of the products rows into the staging table, before the merge or the swap
-FILLS_PRODUCTS_STAGING = r'^\s*COPY\s+INTO\s+"?APPLICATION_DATA_STAGING"?\."?PRODUCTS"?'
 
 
 @pytest.fixture(scope="module")
