@@ -71,34 +71,53 @@ def _is_missing(error: BaseException) -> bool:
 
 
 def _holders(tag: str) -> str:
-    """Who holds the pipeline, as far as Prefect can tell: its running flow runs (best effort)."""
+    """Who may hold the pipeline, as far as Prefect can tell (best effort, for a log line).
+
+    Prefect 3.8 keeps a slot's holder in the lease but offers no API to read it, so this lists
+    the other Running flow runs with a Running task tagged with the pipeline: one of them
+    holds it, any others wait too.
+    """
     try:
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.filters import (
             FlowRunFilter,
             FlowRunFilterId,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
             TaskRunFilter,
             TaskRunFilterState,
             TaskRunFilterStateType,
             TaskRunFilterTags,
         )
         from prefect.client.schemas.objects import StateType
+        from prefect.context import FlowRunContext
 
+        context = FlowRunContext.get()
+        own = context.flow_run.id if context is not None and context.flow_run else None
+        running = [StateType.RUNNING]
         with get_client(sync_client=True) as client:
             task_runs = client.read_task_runs(
                 task_run_filter=TaskRunFilter(
                     tags=TaskRunFilterTags(all_=[tag]),
-                    state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.RUNNING])),
+                    state=TaskRunFilterState(type=TaskRunFilterStateType(any_=running)),
                 ),
-                limit=5,
+                limit=10,
             )
-            ids = sorted({run.flow_run_id for run in task_runs if run.flow_run_id}, key=str)
-            if not ids:
-                return "a run outside any Prefect flow run (a script, a test, or a crashed run)"
-            flow_runs = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids))
+            ids = {run.flow_run_id for run in task_runs if run.flow_run_id} - {own}
+            flow_runs = (
+                client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(
+                        id=FlowRunFilterId(any_=sorted(ids, key=str)),
+                        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=running)),
+                    )
+                )
+                if ids
+                else []
             )
-            return ", ".join(f"flow run {run.name!r} ({run.id})" for run in flow_runs)
+            if not flow_runs:
+                return "a run outside any Prefect flow run (a CLI run, a script, or a killed run)"
+            names = ", ".join(f"flow run {run.name!r} ({run.id})" for run in flow_runs)
+            return names if len(flow_runs) == 1 else f"one of {names}"
     except Exception as error:  # only a log line depends on it
         logger.debug("Could not tell who holds %s: %s", tag, error)
         return "holder unknown"
