@@ -252,15 +252,20 @@ def shell_env_file() -> Path:
 
 
 def _write_shell_env(stack: Stack) -> None:
-    """`source .data/stack.env` gives a shell the venv, the stack's Prefect API and dlt's dirs.
+    """`source .data/stack.env` gives a shell the venv, the stack's Prefect API and data folder.
 
-    With dlt's folders exported, `dlt pipeline products info` (or `show`, `trace`, `drop`)
-    finds the pipelines and attaches to the same warehouse file, from any directory.
+    One data folder: it exports `DATA_PIPELINES_DATA_DIR` and `DLT_PROJECT_DIR`, never dlt's
+    `DLT_DATA_DIR`/`DLT_LOCAL_DIR`. Those are derived from the data folder (by
+    `configure_runtime()` for our commands, by the project's dlt run-context plugin, which
+    `DLT_PROJECT_DIR` selects from any directory, for dlt's CLI), so setting another
+    `DATA_PIPELINES_DATA_DIR` in that shell moves the bucket, dlt's state and the warehouse
+    together; exported, they would keep the warehouse in this folder (issue 23).
     """
     keep = ("PREFECT_API_URL", DATA_DIR_VAR, "DATA_PIPELINES_ENV", "PREFECT_HOME")
     lines = [f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH"]
     lines += [f"export {k}={shlex.quote(stack.worker_env[k])}" for k in keep]
-    lines += [f"export {k}={shlex.quote(v)}" for k, v in dlt_dirs().items()]
+    lines.append(f"export DLT_PROJECT_DIR={shlex.quote(dlt_dirs()['DLT_PROJECT_DIR'])}")
+    lines.append("unset DLT_DATA_DIR DLT_LOCAL_DIR  # derived from the data folder")
     lines.append("export DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false")
     shell_env_file().write_text("\n".join(lines) + "\n")
 
