@@ -527,27 +527,71 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_oxr_key() -> None:
+    """Set, shaped like an app id, and accepted by OXR: one `usage.json` request, no retries."""
     from sources.exchange_rates import resolve_settings
-    from sources.open_exchange_rates.client import resolve_api_key
+    from sources.open_exchange_rates.client import check_api_key
 
-    resolve_api_key(resolve_settings().api_key)
+    settings = resolve_settings()
+    check_api_key(settings.api_key, settings.base_url)
 
 
-def _check_products_database() -> None:
+def _check_products_source() -> None:
+    """Lookback, DSN, credentials, table and column types, as the run would refuse them."""
     from environments import load_environment
     from pipelines.products import products_dsn
     from sources.errors import ConfigurationError
-    from sources.products.postgres import PostgresUnavailableError, connect
+    from sources.products import (
+        PostgresUnavailableError,
+        check_source,
+        configured_lookback,
+        configured_table,
+        parse_lookback,
+    )
 
+    lookback = configured_lookback()
+    parse_lookback(lookback)  # no connection needed to refuse a typo
+    schema_name, table_name = configured_table()
     try:
-        with connect(products_dsn(load_environment())):
-            pass
+        check_source(products_dsn(load_environment()), schema_name, table_name, lookback)
     except PostgresUnavailableError as error:
         # Nothing has started, so nothing retries it here: say what to check.
         raise ConfigurationError(
             f"{error}. Check host and port in [sources.products] credentials "
             "(SOURCES__PRODUCTS__CREDENTIALS) or start the database, then rerun."
         ) from None
+
+
+def _check_environment_name() -> None:
+    """`DATA_PIPELINES_ENV` names a known environment (no dlt import, no file)."""
+    from environments import environment_name
+
+    environment_name()
+
+
+def _check_one_data_folder() -> None:
+    """An explicit data folder holds everything: no dlt folder exported elsewhere splits it.
+
+    `DATA_PIPELINES_DATA_DIR` moves the bucket, dlt's state and the warehouse together (dlt's
+    folders follow it). A `DLT_DATA_DIR` or `DLT_LOCAL_DIR` exported outside it (e.g. by a
+    stack.env written before they stopped being exported) would send part of a run elsewhere.
+    """
+    from pathlib import Path
+
+    from sources.errors import ConfigurationError
+
+    chosen = os.environ.get("DATA_PIPELINES_DATA_DIR")
+    if not chosen:
+        return
+    folder = Path(chosen).resolve()
+    for variable in ("DLT_DATA_DIR", "DLT_LOCAL_DIR"):
+        value = os.environ.get(variable)
+        if value and not Path(value).resolve().is_relative_to(folder):
+            raise ConfigurationError(
+                f"{variable}={value} is outside DATA_PIPELINES_DATA_DIR={chosen}, which would "
+                f"split this run's data between two folders: unset {variable} (the data "
+                "folder sets dlt's folders itself; `data-pipelines up` rewrites stack.env "
+                "without it), then rerun."
+            )
 
 
 def _check_run_guard_api() -> None:
@@ -568,13 +612,26 @@ def _check_run_guard_api() -> None:
         )
 
 
+# Commands that build the environment (DATA_PIPELINES_ENV) or touch the data folder.
+_USES_ENVIRONMENT = ("run", "backfill", "verify", "query", "simulate-day", "apply")
+_USES_DATA_FOLDER = ("run", "backfill", "verify", "query", "simulate-day", "up", "demo")
+
+
 def preflight(args: argparse.Namespace) -> None:
     """Refuse bad input before anything starts: no Prefect server, no pipeline, nothing written.
 
-    Dates first, with no import of dlt; then what needs dlt's configuration (the key, the DSN).
+    Cheapest first, each a one-line permanent error: dates (no dlt import), the environment's
+    name, the data folder, then what needs dlt's configuration (the products lookback, the OXR
+    key's shape), then one request or connection each (the key at OXR's free `usage.json`, the
+    products database, its table and column types). Docs: docs/operations.md, "Command-line
+    errors".
     """
     if args.command == "backfill":
         exchange_rate_dates.validate_date_range(args.start_date, args.end_date)
+    if args.command in _USES_ENVIRONMENT:
+        _check_environment_name()
+    if args.command in _USES_DATA_FOLDER:
+        _check_one_data_folder()
     if args.command in ("run", "backfill"):
         _check_run_guard_api()
     uses_oxr = args.command == "backfill" or getattr(args, "pipeline", None) in (
@@ -584,7 +641,7 @@ def preflight(args: argparse.Namespace) -> None:
     if uses_oxr:
         _check_oxr_key()
     if getattr(args, "pipeline", None) == "products":
-        _check_products_database()
+        _check_products_source()
 
 
 def report_failure(error: BaseException, debug: bool) -> int:

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,8 +20,11 @@ from local_stack.processes import free_port, http_ok, wait_until
 
 
 @contextmanager
-def throwaway_prefect_server() -> Iterator[str]:
-    """`prefect server start` on a free loopback port and a new database; yields its API URL."""
+def throwaway_prefect_server(settings: Mapping[str, str] | None = None) -> Iterator[str]:
+    """`prefect server start` on a free loopback port and a new database; yields its API URL.
+
+    `settings`: extra `PREFECT_SERVER_*` variables for the server (e.g. the stack's).
+    """
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="prefect-server-") as home:
         env = {
@@ -30,6 +33,7 @@ def throwaway_prefect_server() -> Iterator[str]:
             "PREFECT_UI_ENABLED": "false",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "DO_NOT_TRACK": "1",
+            **(settings or {}),
         }
         env.pop("PREFECT_API_URL", None)
         log = Path(home) / "server.log"

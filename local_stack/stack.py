@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,6 +121,31 @@ def start_postgres(seed_rows: int = DEMO_PRODUCT_ROWS) -> postgres.LocalPostgres
     return cluster
 
 
+# How soon a waiting run asks again for a slot, on the stack's server (Prefect's default for
+# both is 30 s; locally nobody should wait half a minute for a slot freed long ago):
+# - a deployment run queued by `collision_strategy: ENQUEUE` is set back to Scheduled
+#   ("AwaitingConcurrencySlot") this many seconds ahead, and a worker poll
+#   (PREFECT_WORKER_QUERY_SECONDS, 2 s here) picks it up again after that
+#   (`server.deployments.concurrency_slot_wait_seconds`, prefect/server/orchestration/
+#   core_policy.py); measured by benchmarks/bench_enqueue.py, docs/deployments.md;
+# - a run waiting on a global concurrency limit (the run guard's `dlt-pipeline:<name>`) is
+#   told to retry after at most this many seconds
+#   (`server.concurrency.maximum_concurrency_slot_wait_seconds`).
+DEPLOYMENT_SLOT_WAIT_SECONDS = "2"
+GLOBAL_SLOT_WAIT_SECONDS = "3"
+
+
+def queue_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """The server settings above; values already in `env` win."""
+    wanted = {
+        "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": DEPLOYMENT_SLOT_WAIT_SECONDS,
+        "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS": (
+            GLOBAL_SLOT_WAIT_SECONDS
+        ),
+    }
+    return {name: env.get(name, value) for name, value in wanted.items()}
+
+
 def start_prefect_server() -> str:
     """The local Prefect API URL (server on SQLite in the data folder, UI included)."""
     port = processes.choose_port(PREFECT_SERVER, DEFAULT_PREFECT_PORT)
@@ -128,10 +154,7 @@ def start_prefect_server() -> str:
     # Alert links (`flow_run|ui_url` in the automations) are built by the server from this;
     # `prefect server start` leaves it unset.
     env["PREFECT_UI_URL"] = f"http://127.0.0.1:{port}"
-    # A run waiting for a concurrency slot (a deployment's one-at-a-time limit) is told to
-    # retry within 3 s (default 30 s): locally nobody should wait half a minute for a slot
-    # freed long ago.
-    env.setdefault("PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS", "3")
+    env.update(queue_settings(env))
     processes.start(
         PREFECT_SERVER,
         [_bin("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
@@ -252,15 +275,20 @@ def shell_env_file() -> Path:
 
 
 def _write_shell_env(stack: Stack) -> None:
-    """`source .data/stack.env` gives a shell the venv, the stack's Prefect API and dlt's dirs.
+    """`source .data/stack.env` gives a shell the venv, the stack's Prefect API and data folder.
 
-    With dlt's folders exported, `dlt pipeline products info` (or `show`, `trace`, `drop`)
-    finds the pipelines and attaches to the same warehouse file, from any directory.
+    One data folder: it exports `DATA_PIPELINES_DATA_DIR` and `DLT_PROJECT_DIR`, never dlt's
+    `DLT_DATA_DIR`/`DLT_LOCAL_DIR`. Those are derived from the data folder (by
+    `configure_runtime()` for our commands, by the project's dlt run-context plugin, which
+    `DLT_PROJECT_DIR` selects from any directory, for dlt's CLI), so setting another
+    `DATA_PIPELINES_DATA_DIR` in that shell moves the bucket, dlt's state and the warehouse
+    together; exported, they would keep the warehouse in this folder (issue 23).
     """
     keep = ("PREFECT_API_URL", DATA_DIR_VAR, "DATA_PIPELINES_ENV", "PREFECT_HOME")
     lines = [f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH"]
     lines += [f"export {k}={shlex.quote(stack.worker_env[k])}" for k in keep]
-    lines += [f"export {k}={shlex.quote(v)}" for k, v in dlt_dirs().items()]
+    lines.append(f"export DLT_PROJECT_DIR={shlex.quote(dlt_dirs()['DLT_PROJECT_DIR'])}")
+    lines.append("unset DLT_DATA_DIR DLT_LOCAL_DIR  # derived from the data folder")
     lines.append("export DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false")
     shell_env_file().write_text("\n".join(lines) + "\n")
 

@@ -126,8 +126,8 @@ def test_failures_inside_a_run_end_with_one_line_2_permanent_1_transient(
 ) -> None:
     from data_pipelines_cli.main import main
 
-    # permanent: the key is set (so the pre-check passes) but OXR rejects it
-    monkeypatch.setenv("SOURCES__OPEN_EXCHANGE_RATES__API_KEY", "revoked-app-id")
+    # permanent: the key passes the pre-check (usage.json) but the run's request is refused
+    oxr_sandbox.inject_faults("error_body", status=403, message="access_restricted")
     assert main(["run", "currencies"]) == 2
     err = capfd.readouterr().err
     # the run's own log lines stay on the console, its tracebacks only in the Prefect UI
@@ -135,8 +135,9 @@ def test_failures_inside_a_run_end_with_one_line_2_permanent_1_transient(
     assert (
         err.strip()
         .splitlines()[-1]
-        .startswith("Open Exchange Rates currencies.json: HTTP 401 invalid_app_id")
+        .startswith("Open Exchange Rates currencies.json: HTTP 403 access_restricted")
     )
+    oxr_sandbox.reset()
 
     # transient: OXR keeps answering 503 through dlt's attempts and every Prefect retry
     monkeypatch.setenv("SOURCES__OPEN_EXCHANGE_RATES__API_KEY", SANDBOX_APP_ID)

@@ -19,7 +19,7 @@ import pytest
 from environments import load_environment
 from local_stack.warehouse import warehouse_path
 from pipelines import products
-from pipelines.environment import PROJECT_DIR, dlt_dirs
+from pipelines.environment import PROJECT_DIR
 from tests.fixtures.postgres import (  # noqa: F401
     ProductsDatabase,
     postgres_cluster,
@@ -67,9 +67,10 @@ def test_docs_repair_commands_reach_the_real_warehouse(
     assert "load" in trace.stdout.lower()
 
     # docs/products.md, "Schema contract": the deliberate migration, from a shell that sourced
-    # .data/stack.env (any directory)
+    # .data/stack.env (any directory): it exports the data folder and dlt's project folder
+    sourced = {"DATA_PIPELINES_DATA_DIR": str(data_dir), "DLT_PROJECT_DIR": str(PROJECT_DIR)}
     dropped = dlt_cli(
-        "--yes", "pipeline", "products", "drop", "products", cwd=data_dir, extra_env=dlt_dirs()
+        "--yes", "pipeline", "products", "drop", "products", cwd=data_dir, extra_env=sourced
     )
     assert dropped.returncode == 0, dropped.stdout + dropped.stderr
     assert products_rows() is None  # the table in the warehouse the pipelines load is gone

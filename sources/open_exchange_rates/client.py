@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import date
 from typing import Any
 
@@ -65,6 +66,8 @@ _PERMANENT_FIXES: dict[str, str] = {
     "not_found": "no such endpoint or date: check base_url and the requested path",
 }
 _PERMANENT_STATUS_CODES = {400, 401, 403, 404}
+# The answers that are a verdict on the app id itself.
+_KEY_CODES = frozenset({"missing_app_id", "invalid_app_id", "app_id_inactive"})
 
 
 class OXRPermanentError(PermanentSourceError):
@@ -106,6 +109,46 @@ def resolve_api_key(api_key: str | None) -> str:
     return str(key)
 
 
+# What an app id can look like: OXR's are 32 hex digits; other deployments (the sandbox) use
+# other tokens, but none has spaces, quotes, a scheme or a `Token ` prefix (a paste slip).
+_APP_ID_SHAPE = re.compile(r"[A-Za-z0-9_.~-]{1,256}")
+# The probe of `check_api_key` is one request; a slow network must not hold the CLI long.
+PROBE_TIMEOUT_SECONDS = 10
+
+
+def check_api_key_shape(key: str) -> None:
+    """Refuse a value no OXR app id could be, without echoing it (it may still be a secret)."""
+    if not _APP_ID_SHAPE.fullmatch(key):
+        raise OXRPermanentError(
+            "configuration",
+            401,
+            "invalid_app_id",
+            f"the configured app id ({len(key)} characters) has spaces, quotes, a prefix or "
+            "other characters an app id never has (OXR app ids are 32 letters and digits); "
+            f"{_KEY_HELP}",
+        )
+
+
+def check_api_key(api_key: str | None, base_url: str = DEFAULT_BASE_URL) -> str:
+    """The key, checked: set, shaped like an app id, and accepted by OXR (one request).
+
+    The request is `usage.json` (free, never counted against the quota), made once. Only a
+    verdict on the key itself (HTTP 401: missing, invalid or inactive app id) raises
+    `OXRPermanentError`; anything else (a network failure, a 5xx, an endpoint this base URL
+    lacks) passes, and the run's own requests retry and classify it as usual.
+    """
+    key = resolve_api_key(api_key)
+    check_api_key_shape(key)
+    try:
+        OpenExchangeRatesClient(key, base_url, single_attempt=True).usage()
+    except OXRPermanentError as refused:
+        if refused.status == 401 or refused.code in _KEY_CODES:
+            raise
+    except (OXRTransientError, OXRDataError):
+        pass
+    return key
+
+
 def _error_code(response: Response) -> str:
     try:
         body = response.json()
@@ -128,9 +171,13 @@ def _is_transient_response(response: Response | None, exception: BaseException |
 class OpenExchangeRatesClient:
     """Thin, retrying, classifying access to the OXR endpoints our sources use."""
 
-    def __init__(self, api_key: str, base_url: str = DEFAULT_BASE_URL) -> None:
+    def __init__(
+        self, api_key: str, base_url: str = DEFAULT_BASE_URL, single_attempt: bool = False
+    ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
+        probe = {"request_max_attempts": 1, "request_timeout": PROBE_TIMEOUT_SECONDS}
         self._http = Client(
+            **(probe if single_attempt else {}),  # type: ignore[arg-type]
             raise_for_status=False,
             status_codes=(),  # retries are decided by _is_transient_response alone
             exceptions=(Timeout, ConnectionError, ChunkedEncodingError, ContentDecodingError),
@@ -138,8 +185,9 @@ class OpenExchangeRatesClient:
             respect_retry_after_header=True,
             session_attrs={"headers": {"Authorization": f"Token {api_key}"}},
         )
-        # Attempts, backoff and timeout come from dlt's [runtime] request_* settings.
-        self._http.configure()
+        if not single_attempt:
+            # Attempts, backoff and timeout come from dlt's [runtime] request_* settings.
+            self._http.configure()
 
     def get_json(self, endpoint: str, params: dict[str, str] | None = None) -> Any:
         """GET `endpoint` (e.g. `latest.json`) and return its JSON body, or raise classified.

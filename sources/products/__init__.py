@@ -65,6 +65,9 @@ __all__ = [
     "PostgresConfigurationError",
     "PostgresUnavailableError",
     "UnsupportedColumnTypeError",
+    "check_source",
+    "configured_lookback",
+    "configured_table",
     "parse_lookback",
     "products_source",
     "unparsable_credentials",
@@ -189,6 +192,43 @@ class _LoadedWindow:
         )
 
 
+def _table_plan(connection: Any, schema_name: str, table_name: str, endpoint: Any) -> Any:
+    """The audit log's column plan; a missing table or an unmapped column type is permanent."""
+    source_table = f"{quote_identifier(schema_name)}.{quote_identifier(table_name)}"
+    plan = read_table_plan(connection, source_table, endpoint)
+    if plan is None:
+        raise PostgresConfigurationError(
+            f"Table {schema_name}.{table_name} does not exist in {endpoint}. Create it "
+            "(local: python -m local_stack.products_data seed) or point "
+            "[sources.products] schema_name/table_name at the audit log table."
+        )
+    return plan
+
+
+def configured_lookback() -> str | float | int:
+    """`[sources.products] lookback` as configured, or the default."""
+    value = dlt.config.get("sources.products.lookback")
+    return DEFAULT_LOOKBACK if value is None or value == "" else value
+
+
+def check_source(
+    dsn: str,
+    schema_name: str = DEFAULT_SCHEMA,
+    table_name: str = DEFAULT_TABLE,
+    lookback: str | float | int = DEFAULT_LOOKBACK,
+) -> None:
+    """Refuse up front what a run would refuse before its first row, with the same errors.
+
+    The lookback, the DSN (scheme, port, options), the connection (credentials, database),
+    the table and its column types: one connection and the catalog queries the run's plan
+    makes; no rows are read and nothing is written.
+    """
+    parse_lookback(lookback)
+    endpoint = endpoint_of(dsn)
+    with connect(dsn) as connection:
+        _table_plan(connection, schema_name, table_name, endpoint)
+
+
 @dlt.source(name="products", section="products", max_table_nesting=0)
 def products_source(
     credentials: TSecretStrValue = dlt.secrets.value,
@@ -222,13 +262,7 @@ def products_source(
         start = valid_ts.start_value  # already moved back by the lag
         window = _LoadedWindow(dlt.current.resource_state(), lag, valid_ts.last_value, start)
         with connect(dsn) as connection:
-            plan = read_table_plan(connection, source_table, endpoint)
-            if plan is None:
-                raise PostgresConfigurationError(
-                    f"Table {schema_name}.{table_name} does not exist in {endpoint}. Create it "
-                    "(local: python -m local_stack.products_data seed) or point "
-                    "[sources.products] schema_name/table_name at the audit log table."
-                )
+            plan = _table_plan(connection, schema_name, table_name, endpoint)
             # the pipeline names warehouse columns the source no longer has from this list
             # (no second connection); an unchanged list leaves the state unchanged
             dlt.current.resource_state()[SOURCE_COLUMNS_STATE_KEY] = [

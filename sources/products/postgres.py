@@ -125,9 +125,15 @@ def _libpq_reason(error: BaseException, secret: str | None) -> str:
 def classify_connect_error(error: BaseException, dsn: str) -> Exception:
     """Turn a driver error into ours: permanent for configuration, else transient.
 
-    The driver's exception is not chained on purpose: its text could carry the DSN.
+    The driver's exception is not chained on purpose: its text could carry the DSN. Called
+    while the driver's error is being handled, so nothing here may raise (an exception raised
+    here would chain that error implicitly): a DSN libpq could never use is returned too.
     """
-    endpoint = endpoint_of(dsn)
+    try:
+        endpoint = endpoint_of(dsn)
+    except PostgresConfigurationError as unusable:
+        unusable.__context__ = None
+        return unusable
     reason = _libpq_reason(error, urlsplit(dsn).password)
     for pattern, what in _PERMANENT_CONNECT_FAILURES:
         match = re.search(pattern, reason, re.IGNORECASE)
@@ -145,13 +151,16 @@ def connect(dsn: str) -> Iterator[Any]:
     import adbc_driver_manager
     import adbc_driver_postgresql.dbapi as adbc_pg
 
+    endpoint_of(dsn)  # a DSN libpq could never use fails here, before the driver sees it
     failure: Exception | None = None
     try:
         connection = adbc_pg.connect(_with_connect_timeout(dsn))
     except adbc_driver_manager.Error as error:
         failure = classify_connect_error(error, dsn)
     if failure is not None:
-        raise failure  # raised outside the except block: no chained driver text
+        # raised outside the except block, and with no cause or context: the driver's text
+        # (which may quote the whole DSN) is never chained, with or without --debug
+        raise failure.with_traceback(None) from None
     try:
         yield connection
     finally:
