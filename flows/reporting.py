@@ -97,9 +97,7 @@ def describe(flow_name: str, summaries: Sequence[dict[str, Any]]) -> str:
                 f"skipped (already in the bucket), {backfill['days_loaded']} loaded"
             )
             if backfill.get("days_not_available"):
-                line += "; no data at OXR (404), skipped: " + ", ".join(
-                    backfill["days_not_available"]
-                )
+                line += "; no rates at OXR, skipped: " + ", ".join(backfill["days_not_available"])
             if backfill.get("quarantined"):
                 line += f"; {len(backfill['quarantined'])} broken file(s) moved to quarantine"
             if backfill.get("rate_warnings"):

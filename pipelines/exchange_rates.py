@@ -277,7 +277,7 @@ class BackfillResult:
     days_skipped: int  # already in the bucket
     days_requested: int  # missing, so fetched
     days_loaded: int = 0
-    # OXR answered 404 for these: no data exists, skipped (listed in the report and logs)
+    # OXR has no rates for these (400 not_available, or 404): skipped, listed in report and logs
     days_not_available: list[date] = field(default_factory=list)
     # answers refused by the data contract: nothing written, the run fails after saving the rest
     days_refused: list[date] = field(default_factory=list)
@@ -350,7 +350,8 @@ def _backfill(
     4. Fetch the missing days with bounded parallelism under a request-rate limit, persisting
        them in chunks as they arrive; the first failure cancels the rest, the days already
        fetched are still written, and the classified error is raised.
-    5. A day OXR has no data for (404) is skipped and listed; a day whose answer is refused by
+    5. A day OXR has no data for (400 `not_available`, or 404) is skipped and listed, and the
+       range completes without it; a day whose answer is refused by
        the data contract is not written, the other days are, then the run fails permanently
        naming it. A 404 on every requested day is a permanent configuration error.
 

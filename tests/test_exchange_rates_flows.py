@@ -247,7 +247,7 @@ def test_missing_days_are_skipped_and_listed_in_the_run_report(
         return artifact
 
     artifact = asyncio.run(report())
-    assert "no data at OXR (404), skipped: 2026-01-02" in artifact.description
+    assert "no rates at OXR, skipped: 2026-01-02" in artifact.description
     assert '"days_not_available": "2026-01-02"' in str(artifact.data).replace("'", '"')
 
 

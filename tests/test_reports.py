@@ -210,7 +210,7 @@ def test_backfill_description_names_missing_days_quarantine_warnings_and_pipe_fa
         "local_pipe": {"failed": [{"file": "latest/x.jsonl.gz", "error": "EOFError"}]},
     }
     text = describe("exchange-rates-backfill", [summary])
-    assert "no data at OXR (404), skipped: 2026-01-02, 2026-01-03" in text
+    assert "no rates at OXR, skipped: 2026-01-02, 2026-01-03" in text
     assert "1 broken file(s) moved to quarantine" in text
     assert "1 rate move(s) over 50% (kept, see logs)" in text
     assert "the pipe could not load: latest/x.jsonl.gz" in text
