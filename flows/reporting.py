@@ -33,6 +33,17 @@ BACKFILL_COLUMNS = (
 )
 
 
+# The table cell of a run that loaded nothing (no new activity, every day already there).
+NOTHING_NEW = "nothing new"
+
+
+def where_loaded(summary: dict[str, Any]) -> str:
+    """E.g. "filesystem `_dlt_exchange_rates`", or whatever part is known; never "None"."""
+    destination, dataset = summary.get("destination"), summary.get("dataset")
+    parts = [str(destination) if destination else "", f"`{dataset}`" if dataset else ""]
+    return " ".join(part for part in parts if part) or "its destination"
+
+
 def report_key(flow_name: str) -> str:
     """`currencies-weekly` -> `currencies-weekly-report` (artifact keys: a-z, 0-9, dashes)."""
     return f"{flow_name}-report".lower().replace("_", "-")
@@ -64,7 +75,7 @@ def report_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     tables = sorted(set(rows) | set(files) | set(changes))
     backfill = summary.get("backfill")
     result = []
-    for table in tables or ["(no tables loaded)"]:
+    for table in tables or [NOTHING_NEW]:
         row: dict[str, Any] = {
             "pipeline": summary.get("pipeline"),
             "table": table,
@@ -85,8 +96,7 @@ def describe(flow_name: str, summaries: Sequence[dict[str, Any]]) -> str:
     for summary in summaries:
         total = sum((summary.get("rows") or {}).values())
         line = (
-            f"- `{summary.get('pipeline')}` -> {summary.get('destination')}"
-            f" `{summary.get('dataset')}`: {total} row(s) in "
+            f"- `{summary.get('pipeline')}` -> {where_loaded(summary)}: {total} row(s) in "
             f"{summary.get('duration_seconds')} s"
         )
         backfill = summary.get("backfill")
@@ -162,10 +172,9 @@ def run_pipeline(
         persist_audit(load_info, persist)
     rows = ", ".join(f"{table}={count}" for table, count in summary["rows"].items()) or "none"
     logger.info(
-        "Loaded rows %s into %s %s in %ss",
+        "Loaded rows %s into %s in %ss",
         rows,
-        summary.get("destination"),
-        summary.get("dataset"),
+        where_loaded(summary),
         summary.get("duration_seconds"),
     )
     if summary.get("schema_changes"):

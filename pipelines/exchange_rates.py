@@ -286,6 +286,9 @@ class BackfillResult:
     # day-on-day moves over 50% within the fetched days: kept, only warned about
     rate_warnings: list[str] = field(default_factory=list)
     quota_remaining_before: int | None = None  # None = unlimited
+    # where the files go (dlt destination and dataset), named even when nothing was loaded
+    destination: str | None = None
+    dataset: str | None = None
     load_info: LoadInfo | None = None
     local_pipe: dict[str, Any] | None = None
     seconds: float = 0.0
@@ -297,6 +300,10 @@ class BackfillResult:
             if self.load_info is not None
             else {"pipeline": PIPELINE_NAME, "rows": {}, "load_ids": []}
         )
+        # a run with nothing to load has a LoadInfo that names no destination: name ours
+        for key, value in (("destination", self.destination), ("dataset", self.dataset)):
+            if not summary.get(key):
+                summary[key] = value
         summary["rows"] = {HISTORICAL_TABLE: self.days_loaded}
         summary["duration_seconds"] = self.seconds
         summary["backfill"] = {
@@ -372,6 +379,8 @@ def _backfill(
         days_skipped=len(wanted) - len(missing),
         days_requested=len(missing),
         quarantined=bucket.quarantined,
+        destination=runner.pipeline.destination.destination_name,
+        dataset=runner.pipeline.dataset_name,
     )
     report_progress = on_progress or (lambda done, total: None)
     report_progress(result.days_skipped, result.days_total)

@@ -142,7 +142,7 @@ def test_products_report_and_audit_next_to_the_merged_table(
     assert warehouse(data_dir, "select count(*) from DLT.APPLICATION_DATA._load_info") == [(2,)]
     # no new activity: nothing loaded, so no load id and no audit row; the report says so
     _, rows = report_of(products_daily_flow(return_state=True))
-    assert [(r["table"], r["rows_loaded"]) for r in rows] == [("(no tables loaded)", 0)]
+    assert [(r["table"], r["rows_loaded"]) for r in rows] == [("nothing new", 0)]
     assert warehouse(data_dir, "select count(*) from DLT.APPLICATION_DATA._load_info") == [(2,)]
     password = products_database.dsn.split(":")[2].split("@")[0]
     assert password not in json.dumps(
