@@ -13,7 +13,7 @@ from pipelines.environment import Environment, Query, TableQuery
 from pipelines.names import WAREHOUSE_DATABASE
 from pipelines.runner import with_atomic_swaps
 
-# Named destination in .dlt/config.toml: dlt's own CLI (`dlt pipeline NAME show`, `drop`)
+# Named destination in .dlt/config.toml: dlt's own CLI (`dlt pipeline NAME info`, `drop`)
 # attaches to it by this name (kept in the pipeline state) and finds the same DuckDB file.
 LOCAL_WAREHOUSE_DESTINATION = "dlt"
 

@@ -254,7 +254,7 @@ def shell_env_file() -> Path:
 def _write_shell_env(stack: Stack) -> None:
     """`source .data/stack.env` gives a shell the venv, the stack's Prefect API and dlt's dirs.
 
-    With dlt's folders exported, `dlt pipeline products info` (or `show`, `trace`, `drop`)
+    With dlt's folders exported, `dlt pipeline products info` (or `trace`, `schema`, `drop`)
     finds the pipelines and attaches to the same warehouse file, from any directory.
     """
     keep = ("PREFECT_API_URL", DATA_DIR_VAR, "DATA_PIPELINES_ENV", "PREFECT_HOME")
