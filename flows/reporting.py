@@ -22,6 +22,8 @@ from dlt.common.pipeline import LoadInfo
 from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 
+from flows import schema_events
+from pipelines.errors import SchemaContractViolation, exception_chain
 from pipelines.runner import load_summary
 
 BACKFILL_COLUMNS = (
@@ -160,7 +162,15 @@ def run_pipeline(
     """
     logger = get_run_logger()
     logger.info(action)
-    result = run()
+    try:
+        result = run()
+    except Exception as error:
+        violation = next(
+            (e for e in exception_chain(error) if isinstance(e, SchemaContractViolation)), None
+        )
+        if violation is not None:  # the run's failure alert carries it to Slack
+            schema_events.emit(schema_events.retyped(violation))
+        raise
     if isinstance(result, LoadInfo):
         load_info: LoadInfo | None = result
         summary = load_summary(result)
@@ -179,6 +189,8 @@ def run_pipeline(
     )
     if summary.get("schema_changes"):
         logger.info("Schema changes: %s", summary["schema_changes"])
+    # new, dropped columns: a Prefect event each, which the alerting sends to Slack
+    schema_events.emit_schema_changes(summary)
     return summary
 
 

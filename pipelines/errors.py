@@ -16,6 +16,7 @@ from dlt.common.configuration.exceptions import (
     LookupTrace,
     LookupTraces,
 )
+from dlt.common.schema.exceptions import DataValidationError
 
 from sources.errors import (
     ConfigurationError,
@@ -29,6 +30,8 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     PermanentSourceError,
     ConfigurationError,
     ConfigFieldMissingException,
+    # a row that breaks a table's dlt schema contract: the same rows would break it again
+    DataValidationError,
 )
 # An operator's typo (a bad date, a range that runs backwards): the run is refused before any
 # work, fails and reaches Slack, but is not an outage and never counts toward a page.
@@ -45,6 +48,7 @@ __all__ = [
     "PERMANENT_ERRORS",
     "ConfigurationError",
     "PermanentSourceError",
+    "SchemaContractViolation",
     "SourceError",
     "TransientSourceError",
     "debug_requested",
@@ -57,6 +61,21 @@ __all__ = [
     "report_failure",
     "root_cause_message",
 ]
+
+
+class SchemaContractViolation(PermanentSourceError):
+    """A source column no longer fits the warehouse's under the pipeline's schema contract.
+
+    Carries what a schema-change alert names: the table, the column and the fix (the message
+    is the whole one-line cause). Retrying cannot help, so it is permanent.
+    """
+
+    def __init__(
+        self, message: str, *, pipeline: str, dataset: str, table: str, column: str, fix: str
+    ) -> None:
+        super().__init__(message)
+        self.pipeline, self.dataset, self.table = pipeline, dataset, table
+        self.column, self.fix = column, fix
 
 
 def exception_chain(exc: BaseException) -> list[BaseException]:

@@ -443,7 +443,8 @@ def test_applying_twice_leaves_one_of_each_and_updates_changes(
     assert any("created" in line for line in automations)
     definitions = alerting.automation_definitions(alerting.ensure_blocks(settings))
     names = [automation.name for automation in definitions]
-    assert len(names) == len(set(names)) == 4 + 6 + 2  # 6 flows: one "running too long" each
+    # 5 reactive/late, 6 flows with one "running too long" each, 2 for the work pool
+    assert len(names) == len(set(names)) == 5 + 6 + 2
     second = alerting.apply(settings)
     assert [line for line in second if "automation" in line] == [
         f"automation {name!r} updated" for name in names
