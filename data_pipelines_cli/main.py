@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sources import exchange_rate_dates
+from sources.errors import PermanentSourceError, TransientSourceError
 
 DESCRIPTION = """\
 data-pipelines: dlt pipelines (Open Exchange Rates, the PostgreSQL products audit log) into a
@@ -265,6 +266,8 @@ def _rows_loaded_per_run(api_url: str, flow_run_ids: Sequence[str]) -> dict[str,
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from flows.reporting import NOTHING_NEW
+
     loaded: dict[str, str] = {}
     with (
         temporary_settings(updates={PREFECT_API_URL: api_url}),
@@ -275,6 +278,7 @@ def _rows_loaded_per_run(api_url: str, flow_run_ids: Sequence[str]) -> dict[str,
                 artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
             )
             counts: dict[str, int] = {}
+            quiet = False
             for artifact in artifacts:
                 if artifact.type != "table" or not artifact.key or not artifact.data:
                     continue
@@ -282,10 +286,16 @@ def _rows_loaded_per_run(api_url: str, flow_run_ids: Sequence[str]) -> dict[str,
                     json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
                 )
                 for row in data if isinstance(data, list) else []:
-                    if isinstance(row, dict) and isinstance(row.get("rows_loaded"), int):
-                        table = str(row.get("table"))
-                        counts[table] = counts.get(table, 0) + row["rows_loaded"]
-            loaded[run_id] = ", ".join(f"{t}={n}" for t, n in sorted(counts.items())) or "-"
+                    if not isinstance(row, dict) or not isinstance(row.get("rows_loaded"), int):
+                        continue
+                    if row.get("table") == NOTHING_NEW:
+                        quiet = True
+                        continue
+                    table = str(row.get("table"))
+                    counts[table] = counts.get(table, 0) + row["rows_loaded"]
+            loaded[run_id] = ", ".join(f"{t}={n}" for t, n in sorted(counts.items())) or (
+                "0 (nothing new)" if quiet else "-"
+            )
     return loaded
 
 
@@ -378,12 +388,52 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def cmd_query(args: argparse.Namespace) -> int:
-    from local_stack.warehouse import query
+class QueryRefused(PermanentSourceError):
+    """The warehouse refused the SQL itself (syntax, unknown table or column): fix the SQL."""
 
-    columns, rows = query(args.sql)
+
+class WarehouseUnreachable(TransientSourceError):
+    """The query did not get an answer (connection refused, timeout): may pass on a rerun."""
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    """SQL against the environment's warehouse: local DuckDB files, or Snowflake in production."""
+    from environments import load_environment
+
+    environment = load_environment()
+    query = environment.warehouse_table_query()  # refuses here when settings are missing
+    try:
+        columns, rows = query(args.sql)
+    except PermanentSourceError:
+        raise
+    except Exception as error:
+        from pipelines.errors import is_permanent, one_line_cause
+
+        if is_permanent(error):
+            raise
+        if _is_bad_sql(error):
+            first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+            raise QueryRefused(
+                f"The {environment.name} warehouse refused the query: {first[:300]}. Fix the "
+                "SQL; tables go by DATABASE.SCHEMA.TABLE, e.g. DLT.OPEN_EXCHANGE_RATES.CURRENCIES."
+            ) from error
+        kind = str(environment.warehouse().destination_type).rsplit(".", 1)[-1]
+        raise WarehouseUnreachable(
+            f"The {environment.name} warehouse ({kind}) gave no answer: "
+            f"{one_line_cause(error)[:300]}. Check its address and credentials in dlt config "
+            f"([destination.{kind}.credentials]) and the network, then rerun."
+        ) from error
     _print_table(columns, rows)
     return 0
+
+
+def _is_bad_sql(error: BaseException) -> bool:
+    """A refusal of the SQL (DuckDB's parser/catalog/binder, dlt's terminal SQL errors)."""
+    import duckdb
+    from dlt.destinations.exceptions import DatabaseTerminalException, DatabaseUndefinedRelation
+
+    bad = (duckdb.ParserException, duckdb.CatalogException, duckdb.BinderException)
+    return isinstance(error, (*bad, DatabaseTerminalException, DatabaseUndefinedRelation))
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
@@ -416,16 +466,38 @@ def cmd_apply(args: argparse.Namespace) -> int:
 # ---- parser -------------------------------------------------------------------------------
 
 
+DEBUG_HELP = f"on failure also print the traceback (or set {DEBUG_ENV}=1)"
+
+
+def version_text() -> str:
+    """`data-pipelines 0.1.0 (dlt 1.31.0, prefect 3.x, Python 3.11.x)`, from installed metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "not installed"
+
+    python = ".".join(str(part) for part in sys.version_info[:3])
+    return (
+        f"data-pipelines {of('data-pipelines')} "
+        f"(dlt {of('dlt')}, prefect {of('prefect')}, Python {python})"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="data-pipelines",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument(
-        "--debug",
-        action="store_true",
-        help=f"on failure also print the traceback (or set {DEBUG_ENV}=1)",
+        "--version",
+        action="version",
+        version=version_text(),
+        help="print the version of data-pipelines, dlt, Prefect and Python, then exit",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -455,37 +527,79 @@ def build_parser() -> argparse.ArgumentParser:
     rehearse.set_defaults(func=cmd_rehearse)
 
     sub.add_parser(
-        "up", help="start the local stack and deploy (idempotent)", description=cmd_up.__doc__
+        "up",
+        help="start the local stack and deploy (idempotent)",
+        description="Start the local stack: the OXR sandbox, PostgreSQL with seeded "
+        "raw_data.products, a Prefect server, the `production` work pool, the five deployments "
+        "and a worker. Prints the addresses and a file to `source` for Prefect's CLI. Starting "
+        "it again leaves what runs alone.",
     ).set_defaults(func=cmd_up)
-    sub.add_parser("down", help="stop the local stack; data stays").set_defaults(func=cmd_down)
-    sub.add_parser("status", help="what of the local stack is running").set_defaults(
-        func=cmd_status
-    )
+    sub.add_parser(
+        "down",
+        help="stop the local stack; data stays",
+        description="Stop what `up` or `demo` started. The data folder (warehouse files, "
+        "bucket, dlt state) stays; `up` resumes with it.",
+    ).set_defaults(func=cmd_down)
+    sub.add_parser(
+        "status",
+        help="what of the local stack is running",
+        description="One line per local service (Prefect server, worker, OXR sandbox, "
+        "PostgreSQL) and whether it runs.",
+    ).set_defaults(func=cmd_status)
 
-    run = sub.add_parser("run", help="run one pipeline's flow now, in this process")
-    run.add_argument("pipeline", choices=["currencies", "exchange-rates", "products"])
+    run = sub.add_parser(
+        "run",
+        help="run one pipeline's flow now, in this process",
+        description="Run one pipeline's flow in this process, against the environment's "
+        "warehouse (DATA_PIPELINES_ENV), and print its summary. Production needs the Prefect "
+        "API the workers use (PREFECT_API_URL): the run holds its pipeline's one-run limit there.",
+    )
+    run.add_argument(
+        "pipeline",
+        choices=["currencies", "exchange-rates", "products"],
+        help="currencies: OXR currencies.json; exchange-rates: OXR latest.json (the daily "
+        "run); products: the PostgreSQL audit log, incremental",
+    )
     run.add_argument(
         "--full-refresh", action="store_true", help="products: reload everything, reset cursor"
     )
     run.set_defaults(func=cmd_run)
 
-    backfill = sub.add_parser("backfill", help="exchange rates for an inclusive date range")
-    backfill.add_argument("start_date", help="YYYY-MM-DD")
+    backfill = sub.add_parser(
+        "backfill",
+        help="exchange rates for an inclusive date range",
+        description="OXR historical rates for start_date..end_date (inclusive), one file per "
+        "day; days already in the bucket are not requested again, days OXR has no rates for "
+        "are skipped and listed. Refused before any request when the month's quota cannot "
+        "cover the missing days.",
+    )
+    backfill.add_argument("start_date", help="first day, YYYY-MM-DD (from 1999-01-01)")
     backfill.add_argument(
         "end_date", nargs="?", default=None, help="YYYY-MM-DD (default: yesterday)"
     )
     backfill.set_defaults(func=cmd_backfill)
 
     simulate = sub.add_parser(
-        "simulate-day", help="write a day of INSERT/UPDATE/DELETE audit rows to raw_data.products"
+        "simulate-day",
+        help="write a day of INSERT/UPDATE/DELETE audit rows to raw_data.products",
+        description="Write one day of application activity (inserts, updates, deletes) as "
+        "audit rows into raw_data.products, so the next products run has something to load.",
     )
     simulate.add_argument("--dsn", help="PostgreSQL DSN (default: the local cluster)")
     simulate.set_defaults(func=cmd_simulate_day)
 
     query = sub.add_parser(
-        "query", help="SQL against the local warehouse (DLT and SNOWPIPE attached read-only)"
+        "query",
+        help="SQL against the environment's warehouse (local DuckDB files, or Snowflake)",
+        description="Run one SQL statement against the warehouse of the current environment "
+        "(DATA_PIPELINES_ENV): locally the DuckDB files DLT and SNOWPIPE, attached read-only "
+        "under their production names; in production Snowflake, with the credentials the loads "
+        "use ([destination.snowflake.credentials]). Without them it refuses in one line, exit 2.",
     )
-    query.add_argument("sql")
+    query.add_argument(
+        "sql",
+        help='one SQL statement, e.g. "select count(*) from DLT.APPLICATION_DATA.PRODUCTS"',
+    )
     query.set_defaults(func=cmd_query)
 
     verify = sub.add_parser(
@@ -508,7 +622,12 @@ def build_parser() -> argparse.ArgumentParser:
         "webhook blocks (from [alerting] slack_webhook_url, pagerduty_integration_key in dlt "
         "config) and the failure automations; idempotent. snowflake: the versioned DDL.",
     )
-    apply.add_argument("target", choices=["prefect", "alerting", "snowflake"])
+    apply.add_argument(
+        "target",
+        choices=["prefect", "alerting", "snowflake"],
+        help="what to apply: prefect (pools, limits, git settings), alerting (blocks, "
+        "automations) or snowflake (the DDL in infra/snowflake/)",
+    )
     apply.add_argument("--dry-run", action="store_true", help="snowflake: print the SQL only")
     apply.add_argument("--git-repository", help="prefect: repository the workers clone")
     apply.add_argument(
@@ -523,6 +642,13 @@ def build_parser() -> argparse.ArgumentParser:
         "which keeps it off the command line)",
     )
     apply.set_defaults(func=cmd_apply)
+
+    # `--debug` after the command too (`data-pipelines verify --debug`); SUPPRESS keeps a
+    # `--debug` given before the command when the command's own is absent.
+    for command in sub.choices.values():
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP
+        )
     return parser
 
 

@@ -9,11 +9,11 @@ from typing import Any
 
 from environments.run_guard import pipeline_guard
 from local_stack.warehouse import local_bucket_url, warehouse_lock
-from pipelines.environment import Environment, Query
+from pipelines.environment import Environment, Query, TableQuery
 from pipelines.names import WAREHOUSE_DATABASE
 from pipelines.runner import with_atomic_swaps
 
-# Named destination in .dlt/config.toml: dlt's own CLI (`dlt pipeline NAME show`, `drop`)
+# Named destination in .dlt/config.toml: dlt's own CLI (`dlt pipeline NAME info`, `drop`)
 # attaches to it by this name (kept in the pipeline state) and finds the same DuckDB file.
 LOCAL_WAREHOUSE_DESTINATION = "dlt"
 
@@ -45,6 +45,12 @@ def _warehouse_query() -> Query:
     return lambda sql: query(sql)[1]
 
 
+def _warehouse_table_query() -> TableQuery:
+    from local_stack.warehouse import query
+
+    return query
+
+
 def _products_dsn_fallback() -> str | None:
     from local_stack.postgres import recorded
 
@@ -59,6 +65,7 @@ def local_environment() -> Environment:
         bucket_url=local_bucket_url,
         after_files_land=_after_files_land,
         warehouse_query=_warehouse_query,
+        warehouse_table_query=_warehouse_table_query,
         products_dsn_fallback=_products_dsn_fallback,
         warehouse_lock=lambda: warehouse_lock(WAREHOUSE_DATABASE),
         # the stack's Prefect server when there is one (its runs meet there), else the file lock

@@ -15,6 +15,7 @@ from pipelines.environment import (
     ConfigurationError,
     Environment,
     Query,
+    TableQuery,
     configured_bucket_url,
 )
 from pipelines.names import WAREHOUSE_DATABASE
@@ -46,13 +47,36 @@ def _after_files_land(exchange_rates_url: str) -> None:
     return None
 
 
-def _warehouse_query() -> Query:
-    """SQL through dlt's Snowflake client (credentials from dlt config, as the loads use)."""
+def _sql_pipeline() -> Any:
+    """A dlt pipeline whose SQL client reaches Snowflake (credentials from dlt config, as the
+    loads use). Its client is built here, which resolves the credentials: without them this
+    raises dlt's `ConfigFieldMissingException` once (naming the setting and where dlt looked),
+    before any check or query, instead of once per check."""
     pipeline = make_pipeline("verify", _warehouse(), "open_exchange_rates")
+    pipeline.sql_client()  # resolves the configuration; connects only when opened
+    return pipeline
+
+
+def _warehouse_query() -> Query:
+    """SQL through dlt's Snowflake client: one string -> its rows."""
+    pipeline = _sql_pipeline()
 
     def run(sql: str) -> list[tuple[Any, ...]]:
         with pipeline.sql_client() as client:
             return [tuple(row) for row in client.execute_sql(sql) or []]
+
+    return run
+
+
+def _warehouse_table_query() -> TableQuery:
+    """SQL through dlt's Snowflake client: one string -> column names and rows."""
+    pipeline = _sql_pipeline()
+
+    def run(sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        with pipeline.sql_client() as client, client.execute_query(sql) as cursor:
+            description = cursor.description or []
+            rows = cursor.fetchall() if description else []
+            return [str(column[0]) for column in description], [tuple(row) for row in rows]
 
     return run
 
@@ -64,6 +88,7 @@ def production_environment() -> Environment:
         bucket_url=_bucket_url,
         after_files_land=_after_files_land,
         warehouse_query=_warehouse_query,
+        warehouse_table_query=_warehouse_table_query,
         # production reads the DSN from dlt config only ([sources.products] credentials)
         products_dsn_fallback=lambda: None,
         # Snowflake takes concurrent loads; each is one transaction

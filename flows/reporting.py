@@ -22,6 +22,8 @@ from dlt.common.pipeline import LoadInfo
 from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 
+from flows import schema_events
+from pipelines.errors import SchemaContractViolation, exception_chain
 from pipelines.runner import load_summary
 
 BACKFILL_COLUMNS = (
@@ -31,6 +33,17 @@ BACKFILL_COLUMNS = (
     "days_not_available",
     "quarantined",
 )
+
+
+# The table cell of a run that loaded nothing (no new activity, every day already there).
+NOTHING_NEW = "nothing new"
+
+
+def where_loaded(summary: dict[str, Any]) -> str:
+    """E.g. "filesystem `_dlt_exchange_rates`", or whatever part is known; never "None"."""
+    destination, dataset = summary.get("destination"), summary.get("dataset")
+    parts = [str(destination) if destination else "", f"`{dataset}`" if dataset else ""]
+    return " ".join(part for part in parts if part) or "its destination"
 
 
 def report_key(flow_name: str) -> str:
@@ -64,7 +77,7 @@ def report_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     tables = sorted(set(rows) | set(files) | set(changes))
     backfill = summary.get("backfill")
     result = []
-    for table in tables or ["(no tables loaded)"]:
+    for table in tables or [NOTHING_NEW]:
         row: dict[str, Any] = {
             "pipeline": summary.get("pipeline"),
             "table": table,
@@ -85,8 +98,7 @@ def describe(flow_name: str, summaries: Sequence[dict[str, Any]]) -> str:
     for summary in summaries:
         total = sum((summary.get("rows") or {}).values())
         line = (
-            f"- `{summary.get('pipeline')}` -> {summary.get('destination')}"
-            f" `{summary.get('dataset')}`: {total} row(s) in "
+            f"- `{summary.get('pipeline')}` -> {where_loaded(summary)}: {total} row(s) in "
             f"{summary.get('duration_seconds')} s"
         )
         backfill = summary.get("backfill")
@@ -97,9 +109,7 @@ def describe(flow_name: str, summaries: Sequence[dict[str, Any]]) -> str:
                 f"skipped (already in the bucket), {backfill['days_loaded']} loaded"
             )
             if backfill.get("days_not_available"):
-                line += "; no data at OXR (404), skipped: " + ", ".join(
-                    backfill["days_not_available"]
-                )
+                line += "; no rates at OXR, skipped: " + ", ".join(backfill["days_not_available"])
             if backfill.get("quarantined"):
                 line += f"; {len(backfill['quarantined'])} broken file(s) moved to quarantine"
             if backfill.get("rate_warnings"):
@@ -152,7 +162,15 @@ def run_pipeline(
     """
     logger = get_run_logger()
     logger.info(action)
-    result = run()
+    try:
+        result = run()
+    except Exception as error:
+        violation = next(
+            (e for e in exception_chain(error) if isinstance(e, SchemaContractViolation)), None
+        )
+        if violation is not None:  # the run's failure alert carries it to Slack
+            schema_events.emit(schema_events.retyped(violation))
+        raise
     if isinstance(result, LoadInfo):
         load_info: LoadInfo | None = result
         summary = load_summary(result)
@@ -164,14 +182,15 @@ def run_pipeline(
         persist_audit(load_info, persist)
     rows = ", ".join(f"{table}={count}" for table, count in summary["rows"].items()) or "none"
     logger.info(
-        "Loaded rows %s into %s %s in %ss",
+        "Loaded rows %s into %s in %ss",
         rows,
-        summary.get("destination"),
-        summary.get("dataset"),
+        where_loaded(summary),
         summary.get("duration_seconds"),
     )
     if summary.get("schema_changes"):
         logger.info("Schema changes: %s", summary["schema_changes"])
+    # new, dropped columns: a Prefect event each, which the alerting sends to Slack
+    schema_events.emit_schema_changes(summary)
     return summary
 
 

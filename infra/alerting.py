@@ -13,6 +13,10 @@ Every alert says what failed and fits the failure (docs/operations.md says what 
   one automation per flow, sized from `flows.retry_policy.flow_timeout`); any work pool the
   project defines (`infra.prefect_setup.WORK_POOLS`) Not Ready (no live worker) for
   `work_pool_not_ready_seconds`;
+- schema change (Slack only, never a page): a run of a `dlt`-tagged deployment added columns
+  to a table or lost some in its source (`flows/schema_events.py` emits one Prefect event per
+  changed table); one Slack message naming the table, the columns and the fix. A retyped
+  column fails its run (the contracts freeze data types), so the warning above carries it;
 - resolve: PagerDuty incidents are keyed per deployment (`data-pipelines/<flow>/<deployment>`)
   or per pool, not per message text; a Completed run of the deployment (or the pool turning
   Ready) sends `event_action: resolve` with that key, so the incident closes when it recovers.
@@ -89,6 +93,7 @@ LATE_AUTOMATION = "data-pipelines: dlt run not started (late)"
 RUNNING_AUTOMATION_PREFIX = "data-pipelines: running too long: "
 WORK_POOL_AUTOMATION = "data-pipelines: work pool not ready"
 WORK_POOL_RESOLVE_AUTOMATION = "data-pipelines: work pool ready (resolve page)"
+SCHEMA_AUTOMATION = "data-pipelines: schema changed (Slack)"
 REFUSED_STATE_NAME = "Refused"  # flows/pipeline_flow.py: a run refused for its input
 # Outages: these count toward the page. A Refused run is Failed-typed but only warns.
 FAILED_EVENTS = frozenset(
@@ -371,6 +376,22 @@ def _work_pool_trigger(
     )
 
 
+def _schema_change_trigger() -> Any:
+    """A schema-change event (`flows/schema_events.py`) from a `dlt`-tagged run: each one."""
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    from flows.schema_events import SLACK_EVENTS, TABLE_RESOURCE_PREFIX
+
+    return EventTrigger(
+        expect=set(SLACK_EVENTS),
+        match={"prefect.resource.id": TABLE_RESOURCE_PREFIX + "*"},
+        match_related=dict(DLT_TAG),
+        posture=Posture.Reactive,
+        threshold=1,
+        within=timedelta(0),
+    )
+
+
 def _page(blocks: BlockIds, dedup_key: str, summary: str) -> Any:
     from prefect.automations import SendNotification
 
@@ -442,6 +463,14 @@ def automation_definitions(
             "incident, if one is open (dedup key per deployment).",
             trigger=_flow_run_trigger({"prefect.flow-run.Completed"}),
             actions=[_resolve(blocks, _DEDUP_KEY)],
+        ),
+        Automation(
+            name=SCHEMA_AUTOMATION,
+            description="A run of a dlt-tagged deployment added or lost columns of an existing "
+            "table: one Slack message naming table, columns and fix (never a page).",
+            trigger=_schema_change_trigger(),
+            # the event carries the rendered message (flows/schema_events.py)
+            actions=[_slack(blocks, "{{ event.payload.subject }}", "{{ event.payload.body }}")],
         ),
         Automation(
             name=LATE_AUTOMATION,

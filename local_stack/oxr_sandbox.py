@@ -23,15 +23,27 @@ allowed. Unknown symbols are silently dropped.
 Auth: ``Authorization: Token <app_id>`` header, else the ``app_id`` query parameter.
 
 Error bodies are OXR's: ``{"error": true, "status": <int>, "message": <code>, "description": ...}``
-(https://docs.openexchangerates.org/reference/errors). Codes: 401 ``missing_app_id`` /
-``invalid_app_id``, 403 ``access_restricted`` (quota exhausted), 429 ``not_allowed`` (the plan lacks
-the feature), 400 ``invalid_base``, 404 ``not_found``. OXR documents no error for a bad
-historical date (malformed, before 1999-01-01, or after today's UTC date): this sandbox answers
-400 ``invalid_date`` for those -- a sandbox choice, not documented OXR behaviour.
+(https://docs.openexchangerates.org/reference/errors), each code at the status real OXR sends it
+with (its errors page, and answers recorded by public client libraries):
 
-Order of checks for counted endpoints: auth (401) -> quota (403) -> plan features (429) ->
-parameters (400) -> success, which alone counts against the quota (checked and incremented under
-one lock, so concurrent clients can never exceed it).
+- 401 ``missing_app_id`` / ``invalid_app_id``; 401 ``app_id_inactive`` for an app id listed in
+  ``inactive_app_ids`` (a deactivated one);
+- 429 ``access_restricted`` once the monthly quota is used up ("repeated over-use"), with OXR's
+  "Access restricted until <date> (reason: too_many_requests)" description; 403
+  ``access_restricted`` ("other reason given in description") for an app id listed in
+  ``restricted_app_ids`` (a suspended account);
+- 429 ``not_allowed`` (the plan lacks the feature);
+- 400 ``invalid_base``; 404 ``not_found`` (unknown route);
+- 400 ``not_available`` for a historical date OXR has no rates for: before 1999-01-01, after
+  today's UTC date, or a day listed in ``unavailable_days`` (a knob: the ECB series has a
+  value for every day, the nearest earlier one, so a gap must be made on purpose).
+
+A malformed historical date (``2026-13-01``, ``yesterday``) gets 400 ``invalid_date``: OXR
+documents nothing for it, so that one is a sandbox choice.
+
+Order of checks for counted endpoints: auth (401) -> restricted account (403) -> quota (429)
+-> plan features (429) -> parameters (400) -> success, which alone counts against the quota
+(checked and incremented under one lock, so concurrent clients can never exceed it).
 
 Fault script (tests and benchmarks): a FIFO queue, one fault consumed per request to any
 ``/api/`` path except ``usage.json`` (so ``currencies.json`` and unknown ``/api/`` paths consume
@@ -55,8 +67,8 @@ latency and before auth. Faulted requests never count against the quota. Kinds:
 
 Any fault may carry ``path`` (e.g. ``"/api/historical/2026-01-02.json"``): it is then consumed
 only by a request for that path, so one day of a concurrent backfill can be made bad while the
-other faults and days keep their order. A ``"error_body"`` fault with ``status=404`` and
-``message="not_found"`` plays a day OXR has no data for.
+other faults and days keep their order. A day OXR has no data for is better played by
+``unavailable_days`` (OXR's own 400 ``not_available``) than by a fault.
 
 Request log: every request except the admin endpoints under ``/__sandbox__/`` (so polling them
 does not disturb assertions) is recorded with arrival time, method, path without query string
@@ -129,9 +141,22 @@ _DESCRIPTIONS = {
         "Historical rates are not available on your current plan. Please upgrade, "
         f"or contact {_SUPPORT} with any questions."
     ),
+    "app_id_inactive": (
+        "This App ID has been deactivated. Please use another or contact "
+        f"{_SUPPORT} for assistance."
+    ),
+    # over-use: OXR's recorded wording, with the date filled in by `_over_use_description`
     "access_restricted": (
-        "Access restricted for repeated over-use: this App ID has used its monthly request "
-        f"quota. Please upgrade, or contact {_SUPPORT} with any questions."
+        "Access restricted until {until} (reason: too_many_requests). If there has been a "
+        f"mistake, please contact {_SUPPORT}."
+    ),
+    "access_restricted_account": (
+        "Access restricted for this App ID (reason: account suspended). If there has been a "
+        f"mistake, please contact {_SUPPORT}."
+    ),
+    "not_available": (
+        "Historical rates for the requested date are not available - please try a different "
+        f"date, or contact {_SUPPORT}."
     ),
     "invalid_base": (
         "Client requested rates for an unsupported base currency. "
@@ -302,6 +327,18 @@ def _error(status: int, message: str, description: str | None = None, **headers:
     return _json_response(status, error_body(status, message, description), headers)
 
 
+def _over_use_description() -> str:
+    """OXR's over-use text: restricted until the quota resets, the first of next month."""
+    today = _now().date()
+    until = (today.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+    return _DESCRIPTIONS["access_restricted"].format(until=until.isoformat())
+
+
+def _over_use() -> _Response:
+    """The answer real OXR gives once an app id has used up its quota: 429, not 403."""
+    return _error(429, "access_restricted", _over_use_description())
+
+
 @dataclass(frozen=True)
 class _Fault:
     kind: str
@@ -401,11 +438,20 @@ class OXRSandbox(LoopbackHTTPService):
         latency_seconds: float = 0.0,
         plan: SandboxPlan | None = None,
         verbose: bool = False,
+        inactive_app_ids: Iterable[str] = (),
+        restricted_app_ids: Iterable[str] = (),
+        unavailable_days: Iterable[dt.date] = (),
     ) -> None:
         if host != HOST:
             raise ValueError("the sandbox only listens on 127.0.0.1")
         super().__init__(_Handler, port, name="oxr-sandbox")
         self._app_ids = frozenset(app_ids)
+        # known to OXR but deactivated (401 app_id_inactive) / suspended (403 access_restricted)
+        self._inactive_app_ids = frozenset(inactive_app_ids)
+        self._restricted_app_ids = frozenset(restricted_app_ids)
+        # historical days answered 400 not_available; `reset()` puts back the constructor's set
+        self._initial_unavailable_days = frozenset(unavailable_days)
+        self.unavailable_days: set[dt.date] = set(unavailable_days)
         self.monthly_quota = monthly_quota  # None = unlimited (usage.json then reports -1)
         self._initial_requests_used = requests_used
         self._requests_used = requests_used
@@ -454,11 +500,12 @@ class OXRSandbox(LoopbackHTTPService):
             return len(self._faults)
 
     def reset(self) -> None:
-        """Clear the log and the faults, and put usage back to the starting `requests_used`."""
+        """Clear the log and the faults; put usage and `unavailable_days` back as constructed."""
         with self._lock:
             self._log.clear()
             self._faults.clear()
             self._requests_used = self._initial_requests_used
+            self.unavailable_days = set(self._initial_unavailable_days)
 
     # ---- request log ------------------------------------------------------------------------
 
@@ -612,25 +659,35 @@ class OXRSandbox(LoopbackHTTPService):
         if path == "/api/currencies.json":
             # Free and open, but an app id that is sent must be valid: a wrong key is caught by
             # the first call a pipeline makes instead of slipping through on the free endpoint.
-            if app_id is not None and app_id not in self._app_ids:
+            if app_id is not None and app_id in self._inactive_app_ids:
+                return _error(401, "app_id_inactive")
+            if app_id is not None and app_id not in self._known_app_ids:
                 return _error(401, "invalid_app_id")
             return _json_response(200, currencies())
         if app_id is None:
             return _error(401, "missing_app_id")
-        if app_id not in self._app_ids:
+        if app_id in self._inactive_app_ids:
+            return _error(401, "app_id_inactive")
+        if app_id not in self._known_app_ids:
             return _error(401, "invalid_app_id")
         if path == "/api/usage.json":
             return _json_response(200, self._usage(app_id))
+        if app_id in self._restricted_app_ids:
+            return _error(403, "access_restricted", _DESCRIPTIONS["access_restricted_account"])
         if self._quota_exhausted():
-            return _error(403, "access_restricted")
+            return _over_use()
         response = self._rates(path, query)
         if response.status == 200 and commit:
             with self._lock:
                 if self.monthly_quota is not None and self._requests_used >= self.monthly_quota:
-                    return _error(403, "access_restricted")
+                    return _over_use()
                 self._requests_used += 1
             response.counted = True
         return response
+
+    @property
+    def _known_app_ids(self) -> frozenset[str]:
+        return self._app_ids | self._restricted_app_ids
 
     def _quota_exhausted(self) -> bool:
         with self._lock:
@@ -648,9 +705,13 @@ class OXRSandbox(LoopbackHTTPService):
         if symbols_raw and not self.plan.symbols:
             return _error(429, "not_allowed", _DESCRIPTIONS["not_allowed_symbols"])
         if hist:
-            day = _parse_date(hist.group(1), now.date())
+            day = _parse_date(hist.group(1))
             if day is None:
                 return _error(400, "invalid_date")
+            with self._lock:
+                unavailable = day in self.unavailable_days
+            if unavailable or day < FIRST_HISTORICAL_DATE or day > now.date():
+                return _error(400, "not_available")
             _, usd_rates = rates_for(day)
             if day == now.date():
                 timestamp = int(now.replace(minute=0, second=0, microsecond=0).timestamp())
@@ -772,17 +833,14 @@ def _read_body(handler: _Handler) -> bytes:
     return handler.rfile.read(length) if length > 0 else b""
 
 
-def _parse_date(text: str, today: dt.date) -> dt.date | None:
-    """A valid OXR historical date, or None (malformed, before 1999-01-01, or in the future)."""
+def _parse_date(text: str) -> dt.date | None:
+    """The calendar date `YYYY-MM-DD` names, or None if it names none."""
     if not _DATE_RE.match(text):
         return None
     try:
-        day = dt.date.fromisoformat(text)
+        return dt.date.fromisoformat(text)
     except ValueError:
         return None
-    if day < FIRST_HISTORICAL_DATE or day > today:
-        return None
-    return day
 
 
 # --------------------------------------------------------------------------------------------

@@ -283,6 +283,8 @@ def _write_shell_env(stack: Stack) -> None:
     `DLT_PROJECT_DIR` selects from any directory, for dlt's CLI), so setting another
     `DATA_PIPELINES_DATA_DIR` in that shell moves the bucket, dlt's state and the warehouse
     together; exported, they would keep the warehouse in this folder (issue 23).
+    `dlt pipeline products info` (or `trace`, `schema`, `drop`) finds the pipelines and the
+    same warehouse file from any directory.
     """
     keep = ("PREFECT_API_URL", DATA_DIR_VAR, "DATA_PIPELINES_ENV", "PREFECT_HOME")
     lines = [f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH"]

@@ -32,6 +32,7 @@ __all__ = [
     "ConfigurationError",
     "Environment",
     "Query",
+    "TableQuery",
     "configure_runtime",
     "configured_bucket_url",
     "data_dir",
@@ -45,6 +46,8 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 # One SQL string -> its rows; how checks read the warehouse in either environment.
 Query = Callable[[str], list[tuple[Any, ...]]]
+# One SQL string -> its column names and rows; how a person reads it (`data-pipelines query`).
+TableQuery = Callable[[str], tuple[list[str], list[tuple[Any, ...]]]]
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,11 @@ class Environment:
     # What follows files landing under the exchange-rates prefix: locally the pipe stand-in
     # loads them and returns its report; in production Snowpipe does it (returns None).
     after_files_land: Callable[[str], dict[str, Any] | None]
-    # SQL over the warehouse by production names, for `verify`.
+    # SQL over the warehouse by production names, for `verify`. Building it resolves the
+    # warehouse's settings: a missing credential fails there, once, with dlt's lookup.
     warehouse_query: Callable[[], Query]
+    # The same with column names, for `data-pipelines query`.
+    warehouse_table_query: Callable[[], TableQuery]
     # The products PostgreSQL DSN when dlt config has none (the local cluster), else None.
     products_dsn_fallback: Callable[[], str | None]
     # Held while loading into the `DLT` warehouse (DuckDB allows one writing process per file).

@@ -277,7 +277,7 @@ class BackfillResult:
     days_skipped: int  # already in the bucket
     days_requested: int  # missing, so fetched
     days_loaded: int = 0
-    # OXR answered 404 for these: no data exists, skipped (listed in the report and logs)
+    # OXR has no rates for these (400 not_available, or 404): skipped, listed in report and logs
     days_not_available: list[date] = field(default_factory=list)
     # answers refused by the data contract: nothing written, the run fails after saving the rest
     days_refused: list[date] = field(default_factory=list)
@@ -286,6 +286,9 @@ class BackfillResult:
     # day-on-day moves over 50% within the fetched days: kept, only warned about
     rate_warnings: list[str] = field(default_factory=list)
     quota_remaining_before: int | None = None  # None = unlimited
+    # where the files go (dlt destination and dataset), named even when nothing was loaded
+    destination: str | None = None
+    dataset: str | None = None
     load_info: LoadInfo | None = None
     local_pipe: dict[str, Any] | None = None
     seconds: float = 0.0
@@ -297,6 +300,10 @@ class BackfillResult:
             if self.load_info is not None
             else {"pipeline": PIPELINE_NAME, "rows": {}, "load_ids": []}
         )
+        # a run with nothing to load has a LoadInfo that names no destination: name ours
+        for key, value in (("destination", self.destination), ("dataset", self.dataset)):
+            if not summary.get(key):
+                summary[key] = value
         summary["rows"] = {HISTORICAL_TABLE: self.days_loaded}
         summary["duration_seconds"] = self.seconds
         summary["backfill"] = {
@@ -350,7 +357,8 @@ def _backfill(
     4. Fetch the missing days with bounded parallelism under a request-rate limit, persisting
        them in chunks as they arrive; the first failure cancels the rest, the days already
        fetched are still written, and the classified error is raised.
-    5. A day OXR has no data for (404) is skipped and listed; a day whose answer is refused by
+    5. A day OXR has no data for (400 `not_available`, or 404) is skipped and listed, and the
+       range completes without it; a day whose answer is refused by
        the data contract is not written, the other days are, then the run fails permanently
        naming it. A 404 on every requested day is a permanent configuration error.
 
@@ -371,6 +379,8 @@ def _backfill(
         days_skipped=len(wanted) - len(missing),
         days_requested=len(missing),
         quarantined=bucket.quarantined,
+        destination=runner.pipeline.destination.destination_name,
+        dataset=runner.pipeline.dataset_name,
     )
     report_progress = on_progress or (lambda done, total: None)
     report_progress(result.days_skipped, result.days_total)

@@ -47,7 +47,7 @@ from dlt.common.schema.exceptions import DataValidationError
 from dlt.common.schema.typing import TSchemaContractDict
 
 from pipelines.environment import ConfigurationError, Environment, configure_runtime
-from pipelines.errors import exception_chain
+from pipelines.errors import SchemaContractViolation, exception_chain
 from pipelines.names import PRODUCTS_PIPELINE
 from pipelines.runner import (
     extract_normalize_load,
@@ -56,7 +56,6 @@ from pipelines.runner import (
     persist_run_audit,
     start_from_destination,
 )
-from sources.errors import PermanentSourceError
 from sources.products import (
     CURSOR_COLUMN,
     RESOURCE_NAME,
@@ -70,10 +69,6 @@ DATASET_NAME = "application_data"
 TABLE_NAME = "products"
 CREDENTIALS_KEY = "sources.products.credentials"
 logger = logging.getLogger(__name__)
-
-
-class SchemaContractViolation(PermanentSourceError):
-    """Source columns no longer fit the warehouse's under our contract; retrying cannot help."""
 
 
 SCHEMA_CONTRACT: TSchemaContractDict = {
@@ -226,12 +221,19 @@ def _run(
             logger.warning("Could not abort the failed products load package: %s", abort_error)
         violation = _contract_violation(error)
         if violation is not None:
+            fix = (
+                "Revert the column type in PostgreSQL, or migrate the warehouse column "
+                "deliberately (docs/products.md, 'Schema contract')."
+            )
             raise SchemaContractViolation(
                 f"Column {violation.column_name!r} of the products audit log changed data type "
                 "and the schema contract freezes data types, so nothing was loaded and the "
-                "cursor did not move. Revert the column type in PostgreSQL, or migrate the "
-                "warehouse column deliberately (docs/products.md, 'Schema contract'). "
-                f"dlt: {violation}"
+                f"cursor did not move. {fix} dlt: {violation}",
+                pipeline=PIPELINE_NAME,
+                dataset=pipeline.dataset_name,
+                table=TABLE_NAME,
+                column=str(violation.column_name),
+                fix=fix,
             ) from error
         raise
 

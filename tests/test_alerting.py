@@ -185,9 +185,12 @@ def test_failed_run_sends_one_slack_message_starting_with_the_cause(
     failed_id, failed_state = run_deployment_once(deployment_id)
     assert failed_state.is_failed()
     # the state message is the client's one-line cause and fix, not dlt's wrapper
-    assert failed_state.message.startswith(
-        "Open Exchange Rates currencies.json: HTTP 401 invalid_app_id: the app id was rejected"
-    ), failed_state.message
+    # (OXR's own description, quoted, sits between the code and our fix)
+    message = failed_state.message
+    assert message.startswith(
+        "Open Exchange Rates currencies.json: HTTP 401 invalid_app_id (OXR: "
+    ), message
+    assert "): the app id was rejected: check it on your OXR account page" in message, message
     failed_at = time.monotonic()
 
     # the failure's Slack message, and the Completed run's PagerDuty resolve (in either order)
@@ -442,7 +445,8 @@ def test_applying_twice_leaves_one_of_each_and_updates_changes(
     assert any("created" in line for line in automations)
     definitions = alerting.automation_definitions(alerting.ensure_blocks(settings))
     names = [automation.name for automation in definitions]
-    assert len(names) == len(set(names)) == 4 + 6 + 2  # 6 flows: one "running too long" each
+    # 5 reactive/late, 6 flows with one "running too long" each, 2 for the work pool
+    assert len(names) == len(set(names)) == 5 + 6 + 2
     second = alerting.apply(settings)
     assert [line for line in second if "automation" in line] == [
         f"automation {name!r} updated" for name in names

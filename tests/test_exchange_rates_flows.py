@@ -180,9 +180,11 @@ def test_bad_key_fails_the_flow_after_one_request(
     )
     assert state.is_failed()
     # the client's one-line cause and fix, not dlt's "PipelineStepFailed: ..." wrapper
+    # (OXR's own description, quoted, sits between the code and our fix)
     assert state.message.startswith(
-        "Open Exchange Rates usage.json: HTTP 401 invalid_app_id: the app id was rejected"
+        "Open Exchange Rates usage.json: HTTP 401 invalid_app_id (OXR: "
     ), state.message
+    assert "): the app id was rejected" in state.message, state.message
     assert oxr_sandbox.request_count() == 1
 
 
@@ -247,7 +249,7 @@ def test_missing_days_are_skipped_and_listed_in_the_run_report(
         return artifact
 
     artifact = asyncio.run(report())
-    assert "no data at OXR (404), skipped: 2026-01-02" in artifact.description
+    assert "no rates at OXR, skipped: 2026-01-02" in artifact.description
     assert '"days_not_available": "2026-01-02"' in str(artifact.data).replace("'", '"')
 
 

@@ -169,7 +169,9 @@ def test_quota_exhaustion_and_usage_numbers() -> None:
         assert get(sb, "historical/2026-01-02.json").status_code == 200
         for path in ("latest.json", "historical/2026-01-05.json"):
             resp = get(sb, path)
-            assert_error(resp, 403, "access_restricted")
+            # real OXR answers over-use with 429 (its errors page; recorded answers)
+            assert_error(resp, 429, "access_restricted")
+            assert "(reason: too_many_requests)" in resp.json()["description"]
         assert get(sb, "currencies.json").status_code == 200  # still free
         usage = get(sb, "usage.json").json()["data"]
         assert usage["status"] == "access_restricted"
@@ -189,7 +191,7 @@ def test_concurrent_clients_never_exceed_the_quota() -> None:
     with OXRSandbox(monthly_quota=5, latency_seconds=0.05) as sb:
         with ThreadPoolExecutor(max_workers=10) as pool:
             statuses = list(pool.map(lambda _: get(sb, "latest.json").status_code, range(10)))
-        assert sorted(statuses) == [200] * 5 + [403] * 5
+        assert sorted(statuses) == [200] * 5 + [429] * 5
         assert sb.requests_used == 5
 
 
@@ -232,15 +234,36 @@ def test_base_and_symbols(sandbox: OXRSandbox) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    "date",
-    ["2026-13-01", "2026-02-30", "1998-12-31", "26-01-02", "yesterday", "FUTURE"],
-)
-def test_invalid_historical_dates(sandbox: OXRSandbox, date: str) -> None:
-    if date == "FUTURE":
-        date = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=2)).isoformat()
+@pytest.mark.parametrize("date", ["2026-13-01", "2026-02-30", "26-01-02", "yesterday"])
+def test_malformed_historical_dates(sandbox: OXRSandbox, date: str) -> None:
     assert_error(get(sandbox, f"historical/{date}.json"), 400, "invalid_date")
     assert sandbox.requests_used == 0
+
+
+@pytest.mark.parametrize("date", ["1998-12-31", "FUTURE", "UNAVAILABLE"])
+def test_days_without_rates_are_400_not_available(sandbox: OXRSandbox, date: str) -> None:
+    if date == "FUTURE":
+        date = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=2)).isoformat()
+    if date == "UNAVAILABLE":
+        date = "2026-01-02"
+        sandbox.unavailable_days.add(dt.date(2026, 1, 2))
+    resp = get(sandbox, f"historical/{date}.json")
+    assert_error(resp, 400, "not_available")
+    assert "not available" in resp.json()["description"]
+    assert sandbox.requests_used == 0
+    sandbox.reset()
+    assert get(sandbox, "historical/2026-01-02.json").status_code == 200
+
+
+def test_inactive_and_restricted_app_ids() -> None:
+    with OXRSandbox(inactive_app_ids=("old-id",), restricted_app_ids=("held-id",)) as sb:
+        inactive = get(sb, "latest.json", headers={"Authorization": "Token old-id"})
+        assert_error(inactive, 401, "app_id_inactive")
+        assert "deactivated" in inactive.json()["description"]
+        held = get(sb, "latest.json", headers={"Authorization": "Token held-id"})
+        assert_error(held, 403, "access_restricted")
+        assert "account suspended" in held.json()["description"]
+        assert sb.requests_used == 0
 
 
 def test_unknown_paths_are_not_found(sandbox: OXRSandbox) -> None:

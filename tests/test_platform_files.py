@@ -241,3 +241,23 @@ def test_ci_tests_the_oldest_and_newest_supported_python() -> None:
     assert project["requires-python"] == ">=3.11,<3.14"
     assert matrix == ["3.11", "3.13"]
     assert workflow["jobs"]["test"]["env"]["UV_PYTHON"] == "${{ matrix.python-version }}"
+
+
+def test_nothing_advertises_dlts_show_command() -> None:
+    """`dlt pipeline <name> show` needs dlt[hub] (commercial), marimo and ibis: not ours to offer.
+
+    The docs point at `info`, `trace`, `schema` and `data-pipelines query` instead (README).
+    """
+    advertised = re.compile(r"dlt pipeline \S+ show\b|`show`, `(drop|trace)`")
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=PROJECT_DIR, capture_output=True, text=True, check=True
+    ).stdout.split()
+    found = [
+        path
+        for path in tracked
+        if path.endswith((".md", ".py", ".toml", ".sh", ".yaml", ".yml", ".env"))
+        and path != "tests/test_platform_files.py"
+        and (PROJECT_DIR / path).is_file()
+        and advertised.search((PROJECT_DIR / path).read_text(encoding="utf-8"))
+    ]
+    assert found == []

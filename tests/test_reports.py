@@ -142,7 +142,7 @@ def test_products_report_and_audit_next_to_the_merged_table(
     assert warehouse(data_dir, "select count(*) from DLT.APPLICATION_DATA._load_info") == [(2,)]
     # no new activity: nothing loaded, so no load id and no audit row; the report says so
     _, rows = report_of(products_daily_flow(return_state=True))
-    assert [(r["table"], r["rows_loaded"]) for r in rows] == [("(no tables loaded)", 0)]
+    assert [(r["table"], r["rows_loaded"]) for r in rows] == [("nothing new", 0)]
     assert warehouse(data_dir, "select count(*) from DLT.APPLICATION_DATA._load_info") == [(2,)]
     password = products_database.dsn.split(":")[2].split("@")[0]
     assert password not in json.dumps(
@@ -210,7 +210,7 @@ def test_backfill_description_names_missing_days_quarantine_warnings_and_pipe_fa
         "local_pipe": {"failed": [{"file": "latest/x.jsonl.gz", "error": "EOFError"}]},
     }
     text = describe("exchange-rates-backfill", [summary])
-    assert "no data at OXR (404), skipped: 2026-01-02, 2026-01-03" in text
+    assert "no rates at OXR, skipped: 2026-01-02, 2026-01-03" in text
     assert "1 broken file(s) moved to quarantine" in text
     assert "1 rate move(s) over 50% (kept, see logs)" in text
     assert "the pipe could not load: latest/x.jsonl.gz" in text

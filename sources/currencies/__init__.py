@@ -64,6 +64,8 @@ def currencies_resource(
             "name": {"data_type": "text"},
             "_loaded_at": {"data_type": "timestamp", "timezone": True},
         },
+        # as validate_currencies allows: code and name only, as text (no column, no type drift)
+        schema_contract={"tables": "evolve", "columns": "freeze", "data_type": "freeze"},
     )
     def _currencies() -> Iterator[list[dict[str, Any]]]:
         yield rows

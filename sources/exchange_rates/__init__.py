@@ -56,6 +56,7 @@ __all__ = [
     "HISTORICAL_TABLE",
     "LATEST_TABLE",
     "RATE_COLUMNS",
+    "RATE_CONTRACT",
     "DayProblems",
     "ExchangeRatesSettings",
     "FetchedDay",
@@ -80,6 +81,11 @@ __all__ = [
 
 LATEST_TABLE = "latest"
 HISTORICAL_TABLE = "historical"
+
+# The dlt schema contract of both tables, matching the hand validation (contract.py, `rate_row`):
+# the table may be created, but no column beyond RATE_COLUMNS and no other data type may appear.
+# A row that breaks it fails the run (dlt's DataValidationError, permanent) before a file lands.
+RATE_CONTRACT: dict[str, Any] = {"tables": "evolve", "columns": "freeze", "data_type": "freeze"}
 
 # dlt column hints shared by both resources, so both produce the same file shape.
 RATE_COLUMNS: dict[str, Any] = {
@@ -138,7 +144,12 @@ def latest_resource(client: OpenExchangeRatesClient) -> DltResource:
     published = datetime.fromtimestamp(int(payload["timestamp"]), UTC)
     row = rate_row(payload, published.date(), datetime.now(UTC))
 
-    @dlt.resource(name=LATEST_TABLE, write_disposition="append", columns=RATE_COLUMNS)
+    @dlt.resource(
+        name=LATEST_TABLE,
+        write_disposition="append",
+        columns=RATE_COLUMNS,
+        schema_contract=RATE_CONTRACT,
+    )
     def latest() -> Iterator[dict[str, Any]]:
         yield row
 
@@ -148,7 +159,12 @@ def latest_resource(client: OpenExchangeRatesClient) -> DltResource:
 def historical_resource(fetched: Iterable[FetchedDay]) -> DltResource:
     """Rows for days already fetched (see `fetch_historical_days`), one per day."""
 
-    @dlt.resource(name=HISTORICAL_TABLE, write_disposition="append", columns=RATE_COLUMNS)
+    @dlt.resource(
+        name=HISTORICAL_TABLE,
+        write_disposition="append",
+        columns=RATE_COLUMNS,
+        schema_contract=RATE_CONTRACT,
+    )
     def historical() -> Iterator[dict[str, Any]]:
         loaded_at = datetime.now(UTC)
         for day in fetched:

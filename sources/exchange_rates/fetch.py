@@ -142,18 +142,24 @@ class RefusedDaysError(OXRDataError):
 class DayProblems:
     """Days of a backfill that were not kept, and why; the other days go on without them.
 
-    - `not_available`: OXR answered 404, it has no data for that date: skipped and listed.
+    - `not_available`: OXR has no data for that date (HTTP 400 `not_available`, or a 404):
+      skipped and listed, the range completes without it. `not_found` holds the 404 ones.
     - `refused`: the answer broke the data contract: nothing of it written, the run fails
       (permanently) once every other day is saved, and a rerun asks only for these days.
     """
 
     not_available: list[date] = field(default_factory=list)
+    not_found: list[date] = field(default_factory=list)  # the 404 subset of not_available
     refused: list[OXRDataError] = field(default_factory=list)
     rate_warnings: list[str] = field(default_factory=list)  # kept days, only warned about
 
     def raise_if_fatal(self, requested: int, base_url: str) -> None:
-        """404 on every requested day (a wrong address), or any refused day, fails the run."""
-        if requested and len(self.not_available) == requested:
+        """404 on every requested day (a wrong address), or any refused day, fails the run.
+
+        OXR's `not_available` names the date it has no rates for, so days answered with it never
+        make a wrong address, even when they are all the days of the run.
+        """
+        if requested and len(self.not_found) == requested:
             raise OXRPermanentError(
                 "historical",
                 404,
@@ -204,10 +210,12 @@ def fetch_historical_days(
             raise BackfillCancelled(day.isoformat())
         try:
             return FetchedDay(day, client.historical(day))
-        except OXRDayNotAvailable:
-            logger.warning("Open Exchange Rates has no rates for %s (HTTP 404): skipped", day)
+        except OXRDayNotAvailable as missing:
+            logger.warning("%s", missing)
             with problems_lock:
                 problems.not_available.append(day)
+                if missing.status == 404:
+                    problems.not_found.append(day)
             return None
         except OXRDataError as refused:
             logger.error("%s", refused)
@@ -250,5 +258,6 @@ def fetch_historical_days(
         logger.error("Stopped after %d/%d days: %s", done_count, total, failure, exc_info=False)
         raise failure
     problems.not_available.sort()
+    problems.not_found.sort()
     if own_problems:
         problems.raise_if_fatal(total, client.base_url)

@@ -2,14 +2,18 @@
 
 - The app id travels only in the `Authorization: Token` header: never in a URL, so it cannot
   leak through request logs or exception messages that quote URLs.
-- Failures are classified from OXR's status and JSON body
-  (`{"error": true, "status", "message", "description"}`). Permanent ones (bad or missing app
-  id, quota used up, plan lacks the endpoint, bad base, unknown path) raise `OXRPermanentError`
-  at once with a one-line fix; dlt's HTTP retry is told not to repeat them and the flows' retry
-  policy does not either.
-- Transient ones (timeouts, dropped or truncated connections, 5xx, a 429 that is a rate limit
-  rather than `not_allowed`) are retried by dlt's requests client, honouring `Retry-After`,
-  with the attempts and backoff of dlt's `[runtime] request_*` settings.
+- Failures are classified from OXR's JSON body (`{"error": true, "status", "message",
+  "description"}`) first and the HTTP status second, because OXR sends one code under several
+  statuses: `access_restricted` comes as 429 (repeated over-use) or 403 (other reasons),
+  `not_allowed` as 429 or 403, `not_available` (no rates for a date) as 400. Every documented
+  code (see `OXR_ERROR_CODES`) is permanent whatever its status: it raises `OXRPermanentError`
+  after exactly one request, with OXR's own `description` and our fix on one line; dlt's HTTP
+  retry is told not to repeat it and the flows' retry policy does not either. An undocumented
+  code on 400/401/403/404 is permanent too.
+- Transient ones (timeouts, dropped or truncated connections, 5xx, a 429 whose body carries no
+  documented OXR code, i.e. a plain rate limit from something in front of OXR) are retried by
+  dlt's requests client, honouring `Retry-After`, with the attempts and backoff of dlt's
+  `[runtime] request_*` settings.
 """
 
 from __future__ import annotations
@@ -44,16 +48,23 @@ _KEY_HELP = (
     "[sources.open_exchange_rates] in .dlt/secrets.toml"
 )
 
-# What to tell the operator for each permanent OXR error code.
+# What to tell the operator for each OXR error code (docs.openexchangerates.org/reference/errors,
+# plus `app_id_inactive` and `not_available`, which OXR sends but the errors page omits). Every
+# one of them is permanent, whatever HTTP status it comes with.
 _PERMANENT_FIXES: dict[str, str] = {
     "missing_app_id": f"no app id was sent: {_KEY_HELP}",
     "invalid_app_id": (
         f"the app id was rejected: check it on your OXR account page, then {_KEY_HELP}"
     ),
+    "app_id_inactive": (
+        "the app id has been deactivated: use an active app id from your OXR account page, "
+        f"then {_KEY_HELP}"
+    ),
     "access_restricted": (
-        "access is restricted for this app id (monthly quota used up, or the account is "
-        "suspended): check usage.json or the account page, wait for the quota to reset or "
-        "upgrade the plan"
+        "access is restricted for this app id (repeated over-use or monthly quota used up, "
+        "or the account is suspended; OXR's description says until when): check usage.json "
+        "or the account page, wait until the restriction ends or upgrade the plan; retrying "
+        "sooner does not help"
     ),
     "not_allowed": (
         "the app id's plan does not include this endpoint or option: upgrade the plan "
@@ -64,34 +75,54 @@ _PERMANENT_FIXES: dict[str, str] = {
         "(USD on the free plan)"
     ),
     "not_found": "no such endpoint or date: check base_url and the requested path",
+    "not_available": "OXR has no rates for this date; the day is skipped",
 }
+OXR_ERROR_CODES = frozenset(_PERMANENT_FIXES)
+# An undocumented code under one of these statuses is still a refusal, not a passing failure.
 _PERMANENT_STATUS_CODES = {400, 401, 403, 404}
 # The answers that are a verdict on the app id itself.
 _KEY_CODES = frozenset({"missing_app_id", "invalid_app_id", "app_id_inactive"})
+_UNKNOWN_FIX = (
+    "OXR refused the request for a reason this client does not know: act on OXR's "
+    "description, or ask support@openexchangerates.org"
+)
+_MAX_DESCRIPTION = 300
 
 
 class OXRPermanentError(PermanentSourceError):
-    """OXR refused the request for a reason retrying cannot fix."""
+    """OXR refused the request for a reason retrying cannot fix.
 
-    def __init__(self, endpoint: str, status: int, code: str, fix: str) -> None:
+    One line: endpoint, status and code, OXR's own description (quoted, when it sent one),
+    then our fix.
+    """
+
+    def __init__(
+        self, endpoint: str, status: int, code: str, fix: str, description: str = ""
+    ) -> None:
         self.endpoint, self.status, self.code = endpoint, status, code
-        super().__init__(f"Open Exchange Rates {endpoint}: HTTP {status} {code}: {fix}.")
+        self.description, self.fix = description, fix
+        said = f' (OXR: "{description}")' if description else ""
+        super().__init__(f"Open Exchange Rates {endpoint}: HTTP {status} {code}{said}: {fix}.")
 
 
 class OXRDayNotAvailable(OXRPermanentError):
-    """OXR answered 404 for one historical day: it has no data for that date.
+    """OXR has no rates for one historical day: HTTP 400 `not_available`, or a 404.
 
-    Permanent for that day, but not for a backfill: the day is skipped and listed; only a 404
-    on every requested day means the address itself is wrong.
+    Permanent for that day, but not for a backfill: the day is skipped and listed. Only a 404
+    on every requested day means the address itself is wrong (`not_available` names the date,
+    so it never does).
     """
 
-    def __init__(self, day: date) -> None:
+    def __init__(
+        self, day: date, status: int = 400, code: str = "not_available", description: str = ""
+    ) -> None:
         self.day = day
         super().__init__(
             f"historical/{day.isoformat()}.json",
-            404,
-            "not_found",
+            status,
+            code,
             "OXR has no rates for this date; the day is skipped",
+            description,
         )
 
 
@@ -149,23 +180,39 @@ def check_api_key(api_key: str | None, base_url: str = DEFAULT_BASE_URL) -> str:
     return key
 
 
-def _error_code(response: Response) -> str:
+def _error_body(response: Response) -> tuple[str, str]:
+    """OXR's `message` (the error code) and `description` from an error answer, or blanks."""
     try:
         body = response.json()
     except ValueError:
-        return ""
-    if isinstance(body, dict):
-        return str(body.get("message") or "")
-    return ""
+        return "", ""
+    if not isinstance(body, dict):
+        return "", ""
+    code = str(body.get("message") or "").strip()
+    description = " ".join(str(body.get("description") or "").split())  # one line
+    if len(description) > _MAX_DESCRIPTION:
+        description = description[: _MAX_DESCRIPTION - 3] + "..."
+    return code, description
+
+
+def _is_permanent(status: int, code: str) -> bool:
+    """A documented OXR code is permanent under any status; so is any 400/401/403/404."""
+    return code in OXR_ERROR_CODES or status in _PERMANENT_STATUS_CODES
 
 
 def _is_transient_response(response: Response | None, exception: BaseException | None) -> bool:
-    """dlt retry predicate: 5xx, and 429 unless OXR says the plan does not allow the request."""
-    if response is None:
+    """dlt retry predicate: 5xx and 429, unless the body carries a permanent OXR code.
+
+    OXR answers over-use with 429 `access_restricted` and a plan that lacks a feature with
+    429 `not_allowed`: retrying either only spends time (and quota), so neither is retried.
+    """
+    if response is None or response.status_code == 200:
         return False
-    if response.status_code >= 500:
-        return True
-    return response.status_code == 429 and _error_code(response) != "not_allowed"
+    status = response.status_code
+    if status < 500 and status != 429:
+        return False
+    code, _ = _error_body(response)
+    return not _is_permanent(status, code)
 
 
 class OpenExchangeRatesClient:
@@ -218,15 +265,14 @@ class OpenExchangeRatesClient:
                     "(truncated?); the run will be retried"
                 ) from None
             return body
-        code = _error_code(response) or f"http_{status}"
-        if code in _PERMANENT_FIXES or (status in _PERMANENT_STATUS_CODES):
-            fix = _PERMANENT_FIXES.get(
-                code, "the request was refused; check the description at OXR"
-            )
-            raise OXRPermanentError(endpoint, status, code, fix)
+        code, description = _error_body(response)
+        if _is_permanent(status, code):
+            fix = _PERMANENT_FIXES.get(code, _UNKNOWN_FIX)
+            raise OXRPermanentError(endpoint, status, code or f"http_{status}", fix, description)
+        said = f' (OXR: "{description}")' if description else ""
         raise OXRTransientError(
-            f"Open Exchange Rates {endpoint}: HTTP {status} {code} after retries; "
-            "the run will be retried"
+            f"Open Exchange Rates {endpoint}: HTTP {status} {code or f'http_{status}'}{said} "
+            "after retries; the run will be retried"
         )
 
     # The three data endpoints return only answers that passed the contract
@@ -245,13 +291,13 @@ class OpenExchangeRatesClient:
     def historical(self, day: date) -> dict[str, Any]:
         """`historical/YYYY-MM-DD.json`: the end-of-day rates of one UTC day.
 
-        A 404 raises `OXRDayNotAvailable` (no data for that date).
+        OXR's 400 `not_available` (and a 404) raise `OXRDayNotAvailable`: no data for that date.
         """
         try:
             body = self.get_json(f"historical/{day.isoformat()}.json")
         except OXRPermanentError as error:
-            if error.status == 404:
-                raise OXRDayNotAvailable(day) from None
+            if error.code == "not_available" or error.status == 404:
+                raise OXRDayNotAvailable(day, error.status, error.code, error.description) from None
             raise
         validate_historical(body, day)
         return body
