@@ -54,6 +54,37 @@ def test_dry_run_is_stable_and_complete() -> None:
     assert first.index("010_foundation.sql") < first.index("020_")
 
 
+def test_split_keeps_semicolons_inside_comments_strings_and_dollar_bodies() -> None:
+    """`;` in a `/* */` or `--` comment, a string or a `$$ ... $$` body ends nothing."""
+    sql = """
+-- header; with a semicolon
+USE ROLE SYSADMIN;
+/* a block comment; it says
+   two things; on two lines */
+CREATE TABLE IF NOT EXISTS DLT.A.T (note VARCHAR DEFAULT 'a;b');
+CREATE OR REPLACE PROCEDURE DLT.A.P()
+  RETURNS VARCHAR
+  LANGUAGE SQL
+  AS
+$$
+BEGIN
+  INSERT INTO DLT.A.T VALUES ('x');  -- inside the body; still the body
+  RETURN 'done; really';
+END;
+$$;
+SELECT 1 /* inline; */ + 2
+"""
+    statements = snowflake_ddl.split_statements(sql)
+    assert len(statements) == 4, statements
+    assert statements[0] == "USE ROLE SYSADMIN"
+    assert statements[1] == "CREATE TABLE IF NOT EXISTS DLT.A.T (note VARCHAR DEFAULT 'a;b')"
+    assert statements[2].startswith("CREATE OR REPLACE PROCEDURE DLT.A.P()")
+    assert "RETURN 'done; really';" in statements[2]
+    assert statements[2].endswith("$$")
+    assert " ".join(statements[3].split()) == "SELECT 1 + 2"
+    assert not any("block comment" in s or "header" in s for s in statements)
+
+
 def test_missing_setting_names_it() -> None:
     with pytest.raises(snowflake_ddl.MissingSetting, match="SVC_DLT_RSA_PUBLIC_KEY"):
         snowflake_ddl.render(settings=lambda name: None)
