@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from infra import snowflake as snowflake_ddl
+from tests.fixtures.snowflake_standin import SnowflakeStandIn, snowflake_standin  # noqa: F401
 
 # Statement kinds fakesnow (0.11) implements; roles, grants, users, warehouses, integrations
 # and pipes are Snowflake-only and are checked by the structural tests below and by review.
@@ -192,10 +193,8 @@ def test_cli_dry_run_prints_the_sql() -> None:
     assert result.stdout.strip() == snowflake_ddl.render(strict=False).strip()
 
 
-def test_supported_statements_execute_on_fakesnow() -> None:
-    import fakesnow
-    import snowflake.connector
-
+def test_supported_statements_execute_on_the_standin(snowflake_standin: SnowflakeStandIn) -> None:  # noqa: F811
+    """Over the wire, with the project's own connector, on fakesnow's server (its own env)."""
     rendered = snowflake_ddl.render(
         settings=lambda name: "s3://test-bucket" if name == "BUCKET_URL" else f"test-{name}"
     )
@@ -203,8 +202,7 @@ def test_supported_statements_execute_on_fakesnow() -> None:
         s for s in snowflake_ddl.split_statements(rendered) if s.upper().startswith(FAKESNOW_HOLDS)
     ]
     assert len(runnable) >= 5
-    with fakesnow.patch():
-        connection = snowflake.connector.connect()
+    with snowflake_standin.connect() as connection:
         assert snowflake_ddl.execute(runnable, connection) == len(runnable)
         cursor = connection.cursor()
         cursor.execute("SHOW SCHEMAS IN DATABASE DLT")
