@@ -73,7 +73,7 @@ def view_rows(data_dir: Path) -> list[tuple[str, str, float]]:
 
 def raw_count(data_dir: Path) -> int:
     with duckdb.connect(str(snowpipe_db(data_dir)), read_only=True) as con:
-        return con.sql(f"select count(*) from {RAW_TABLE}").fetchone()[0]
+        return con.execute(f"select count(*) from {RAW_TABLE}").fetchone()[0]
 
 
 def bucket_listing(data_dir: Path) -> list[str]:
