@@ -329,9 +329,10 @@ def install(
     import snowflake.connector.errors
     from fakesnow.cursor import FakeSnowflakeCursor
 
-    original = FakeSnowflakeCursor.execute
-    if getattr(original, "_rehearsal_standin", False):
-        return
+    # fakesnow's own execute, also when an earlier install (the self-test's) patched it: the
+    # latest install's mirror, pause and gate are the ones that hold
+    original = getattr(FakeSnowflakeCursor.execute, "_fakesnow_execute", None)
+    original = original or FakeSnowflakeCursor.execute
 
     def execute(self: Any, command: str, *args: Any, **kwargs: Any) -> Any:
         if not kwargs.get("server"):
@@ -362,7 +363,7 @@ def install(
                 gate.hold(statement)
         return result
 
-    execute._rehearsal_standin = True  # type: ignore[attr-defined]
+    execute._fakesnow_execute = original  # type: ignore[attr-defined]
 
     def _rewrite(cursor: Any, statement: str) -> str:
         if _TRANSFORM_COPY.match(statement):

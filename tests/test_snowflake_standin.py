@@ -100,3 +100,23 @@ def test_an_internal_error_is_a_sql_error_at_once_not_an_http_500(
     assert elapsed < 10, elapsed
     assert "Snowflake stand-in cannot serve this statement: " in str(failure.value)
     assert "missing.jsonl" in str(failure.value)
+
+
+def test_the_self_test_leaves_the_servers_own_settings_in_force(tmp_path: Path) -> None:
+    """The start-up self-test patches fakesnow too; `--mirror` (and the test hooks) must still
+    hold for what the server then serves: an S3 stage reads from the mirror folder."""
+    port = processes.free_port()
+    mirror = tmp_path / "mirror"
+    server = standin_process.start(port, ["--mirror", str(mirror)], tmp_path / "standin.log")
+    try:
+        with SnowflakeStandIn(port).connect() as con:
+            cur = con.cursor()
+            cur.execute("CREATE DATABASE IF NOT EXISTS MIRRORED")
+            cur.execute("CREATE SCHEMA IF NOT EXISTS MIRRORED.S")
+            cur.execute("CREATE STAGE MIRRORED.S.FILES URL = 's3://bucket/exchange-rates/'")
+            cur.execute("SHOW STAGES IN SCHEMA MIRRORED.S")
+            urls = [row[4] for row in cur.fetchall()]
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    assert urls == [f"{(mirror / 'bucket' / 'exchange-rates').as_uri()}/"]
