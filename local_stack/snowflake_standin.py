@@ -93,6 +93,16 @@ _TRANSFORM_COPY = re.compile(
 _TRUNCATE = re.compile(r"^\s*TRUNCATE\b", re.IGNORECASE)
 _S3_URL = re.compile(r"URL\s*=\s*'s3://(?P<path>[^']*)'", re.IGNORECASE)
 
+# Stage info fields connector 5 requires in a PUT answer and fakesnow 0.11.20 leaves out.
+STAGE_INFO_DEFAULTS: dict[str, Any] = {
+    "region": "us-central1",
+    "endPoint": None,
+    "storageAccount": None,
+    "useRegionalUrl": False,
+    "useS3RegionalUrl": False,
+    "isClientSideEncrypted": False,
+}
+
 # pipe name (upper case, fully qualified) -> its CREATE PIPE text; lives as long as the server
 PIPES: dict[str, str] = {}
 
@@ -387,6 +397,58 @@ def install(
     FakeSnowflakeCursor.execute = execute  # type: ignore[method-assign]
 
 
+def app() -> Any:
+    """fakesnow's server app, its login answer completed for snowflake-connector-python 5.
+
+    Connector 5 (its native login) requires `masterToken` and the tokens' validity in the login
+    answer, which fakesnow 0.11.20 leaves out ("Failed to login: Missing response field:
+    master token"), and a PUT's stage info with its `region` ("Missing parameter in Snowflake
+    response: stage info -> region"); connector 4 ignored their absence. Snowflake always
+    sends them.
+    """
+    import json as json_module
+    import secrets
+
+    import fakesnow.server
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def login(request: Request) -> Any:
+        response = await fakesnow.server.login_request(request)
+        answer = json_module.loads(bytes(response.body))
+        data = answer.get("data") or {}
+        if answer.get("success") and "masterToken" not in data:
+            data.setdefault("masterToken", secrets.token_urlsafe(32))
+            data.setdefault("validityInSeconds", 3600)
+            data.setdefault("masterValidityInSeconds", 14400)
+            data.setdefault("sessionId", secrets.randbelow(2**31))
+        return JSONResponse(answer, status_code=response.status_code)
+
+    async def query(request: Request) -> Any:
+        response = await fakesnow.server.query_request(request)
+        answer = json_module.loads(bytes(response.body))
+        data = answer.get("data") or {}
+        stage_info = data.get("stageInfo")
+        if isinstance(stage_info, dict):
+            # fakesnow answers every PUT with overwrite false; connector 5 then makes a
+            # conditional GCS upload that the stand-in's presigned URL cannot authorise. Every
+            # PUT dlt sends says OVERWRITE = TRUE.
+            data["overwrite"] = True
+            # connector 5 reads these of every PUT's stage; Snowflake always sends them
+            for key, value in STAGE_INFO_DEFAULTS.items():
+                stage_info.setdefault(key, value)
+        return JSONResponse(answer, status_code=response.status_code)
+
+    patched = {"/session/v1/login-request": login, "/queries/v1/query-request": query}
+    routes = [
+        Route(route.path, patched[route.path], methods=["POST"]) if route.path in patched else route
+        for route in fakesnow.server.routes
+    ]
+    return Starlette(debug=True, routes=routes)
+
+
 def serve(
     port: int,
     db_path: Path | None,
@@ -403,7 +465,7 @@ def serve(
     fakesnow.server.shared_fs = FakeSnow(
         db_path=str(db_path) if db_path else None, nop_regexes=list(ACCOUNT_STATEMENTS)
     )
-    config = uvicorn.Config(fakesnow.server.app, host="127.0.0.1", port=port, log_level="info")
+    config = uvicorn.Config(app(), host="127.0.0.1", port=port, log_level="info")
     print(f"Snowflake stand-in on 127.0.0.1:{port} since {datetime.now(UTC):%H:%M:%S}")
     uvicorn.Server(config).run()  # handles SIGTERM/SIGINT itself
 
@@ -430,7 +492,7 @@ def self_test() -> str | None:
     patched fakesnow session, in memory, as the server will.
     """
     try:
-        import fakesnow.server
+        import fakesnow.server  # noqa: F401
         import uvicorn  # noqa: F401
         from fakesnow.cursor import FakeSnowflakeCursor  # noqa: F401
         from fakesnow.dialect import SnowflakeWithStageCommands  # noqa: F401
@@ -441,7 +503,7 @@ def self_test() -> str | None:
 
         for name in ("parts_from_var", "internal_dir", "file_path", "not_found_error"):
             getattr(stage, name)
-        getattr(fakesnow.server, "app")  # noqa: B009
+        app()
         if split_statements("SELECT ';'; SELECT 2") != ["SELECT ';'", "SELECT 2"]:
             return "its statement splitter no longer splits on `;` tokens"
         install()
