@@ -1,4 +1,4 @@
-.PHONY: demo test down bench rehearse
+.PHONY: demo test down bench rehearse upgrade-check
 
 demo:  ## set up and run the main job on the local default
 	scripts/demo.sh
@@ -20,3 +20,15 @@ bench:  ## benchmarks: print figures, not pass/fail (docs/benchmarks.md)
 	.venv/bin/python -m benchmarks.bench_products --rows 1000000 --rss-rows 10000000
 	.venv/bin/python -m benchmarks.bench_latency
 	.venv/bin/python -m benchmarks.bench_run_guard
+
+# The fast tests `make upgrade-check` runs on the newest versions (and on the locked ones, to tell
+# what the upgrade broke from what already failed): no Prefect server, a few minutes on 2 cores.
+UPGRADE_CHECK_TESTS = tests/test_snowflake_sql.py tests/test_snowflake_standin.py \
+	tests/test_exchange_rates.py tests/test_products.py tests/test_products_types.py \
+	tests/test_oxr_data_contract.py tests/test_oxr_client.py tests/test_architecture.py \
+	tests/test_platform_files.py tests/test_environment.py tests/test_retry_policy.py \
+	tests/test_runner.py
+
+upgrade-check:  ## newest allowed versions in a scratch copy + venv: packages moved, fast tests (uv.lock untouched)
+	scripts/setup.sh
+	.venv/bin/python scripts/upgrade_check.py $(UPGRADE_CHECK_FLAGS) $(UPGRADE_CHECK_TESTS)

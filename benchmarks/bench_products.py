@@ -81,7 +81,7 @@ def _hand_written_load(mode: str) -> None:
     warehouse = duckdb.connect(str(target))
     query = "SELECT * FROM raw_data.products"
     if mode == "no-dlt-incremental":
-        (cursor,) = warehouse.sql("SELECT max(valid_ts) FROM products").fetchone()
+        (cursor,) = warehouse.execute("SELECT max(valid_ts) FROM products").fetchone()
         query += f" WHERE valid_ts >= '{cursor}'::timestamp - interval '1 hour'"
     with adbc_pg.connect(dsn) as source, source.cursor() as cursor:
         cursor.execute(query)

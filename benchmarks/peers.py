@@ -78,7 +78,7 @@ if mode == "full":
         "CREATE OR REPLACE TABLE products AS FROM source.raw_data.products"
     ).fetchone()[0]
 else:
-    (cursor,) = warehouse.sql("SELECT max(valid_ts) FROM products").fetchone()
+    (cursor,) = warehouse.execute("SELECT max(valid_ts) FROM products").fetchone()
     warehouse.execute(
         "CREATE TEMP TABLE changed AS FROM source.raw_data.products WHERE valid_ts >= ?",
         [cursor - __import__("datetime").timedelta(seconds=int(lookback))],

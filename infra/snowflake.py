@@ -12,6 +12,7 @@ anything runs. The admin connection uses dlt's Snowflake credentials spec under
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -103,27 +104,20 @@ def refuse_placeholders(name: str, sql: str) -> None:
 
 
 def split_statements(sql: str) -> list[str]:
-    """Statements of `sql`, comments dropped; `;` ends a statement outside quotes."""
-    statements, current, quote = [], [], ""
-    for line in sql.splitlines():
-        if not quote and line.strip().startswith("--"):
-            continue
-        for char in line + "\n":
-            if quote:
-                if char == quote:
-                    quote = ""
-            elif char in ("'", '"'):
-                quote = char
-            elif char == ";":
-                statement = "".join(current).strip()
-                if statement:
-                    statements.append(statement)
-                current = []
-                continue
-            current.append(char)
-    tail = "".join(current).strip()
-    if tail:
-        statements.append(tail)
+    """Statements of `sql`, comments dropped, each without its closing `;`.
+
+    The Snowflake connector's own splitter (`snowflake.connector.util_text.split_statements`,
+    the one `SnowflakeConnection.execute_string` uses): a `;` inside quotes, `--` and `/* */`
+    comments or a `$$ ... $$` body (procedures, functions, tasks) does not end a statement.
+    """
+    from snowflake.connector.util_text import split_statements as connector_split
+
+    statements = []
+    for statement, _is_put_or_get in connector_split(io.StringIO(sql), remove_comments=True):
+        statement = statement.strip()
+        statement = statement.removesuffix(";").rstrip()
+        if statement:
+            statements.append(statement)
     return statements
 
 

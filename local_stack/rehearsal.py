@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local_stack import postgres, processes, stack
+from local_stack import postgres, processes, stack, standin_process
 from local_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID
 from local_stack.rehearsal_config import (
     StandIns,
@@ -121,16 +121,18 @@ def staging_gate() -> Path:
 
 
 def _start_snowflake(root: Path) -> int:
+    """The stand-in, with its own environment's python; fails in seconds if it cannot serve."""
     port = processes.choose_port(SNOWFLAKE, processes.free_port())
-    argv = [sys.executable, "-m", "local_stack.snowflake_standin", "--port", str(port)]
-    argv += ["--mirror", str(root / "mirror")]
-    argv += ["--hold-after", FILLS_PRODUCTS_STAGING, "--hold-file", str(staging_gate())]
-    processes.start(SNOWFLAKE, argv, stack.base_env(), PROJECT_DIR)
-    processes.wait_until(
-        lambda: not processes.port_is_free(port),
-        "Snowflake stand-in",
-        60,
-        processes.log_file(SNOWFLAKE),
+    log = processes.log_file(SNOWFLAKE)
+    since = standin_process.log_size(log)
+    argv = standin_process.argv(
+        port,
+        *("--mirror", str(root / "mirror")),
+        *("--hold-after", FILLS_PRODUCTS_STAGING, "--hold-file", str(staging_gate())),
+    )
+    processes.start(SNOWFLAKE, argv, stack.base_env(), standin_process.cwd())
+    standin_process.wait_ready(
+        port, lambda: None if processes.running_pid(SNOWFLAKE) else -1, log, 60, since
     )
     return port
 

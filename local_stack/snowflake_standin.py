@@ -25,13 +25,21 @@ it lacks is bridged HERE, never in product code, each for a reason docs/rehearsa
 7. COPY with a transformation over JSON (the pipe's `SELECT $1:rate_date::DATE, ...,
    METADATA$FILENAME ...`): fakesnow treats `$1:x` as a column and has no `METADATA$`
    columns, so the stand-in runs that COPY itself on fakesnow's DuckDB: the same column mapping
-   translated by `local_stack.snowpipe.copy_select_for_duckdb` (the local pipe's translator),
+   translated by `local_stack.snowpipe_sql.copy_select_for_duckdb` (the local pipe's translator),
    files skipped when the load history has them, load history written (for COPY_HISTORY).
 8. TRUNCATE inside a transaction: Snowflake counts TRUNCATE as DML, so with autocommit off it
    joins the open transaction (dlt's full refresh: TRUNCATE + INSERT, then COMMIT); fakesnow
    opens its implicit transaction for INSERT/UPDATE/DELETE/MERGE/COPY only and ran the
    TRUNCATE on its own, committed at once: readers saw an empty table. The stand-in opens the
    transaction first (tests/test_rehearsal.py fails without it).
+
+It runs in its own environment (`.venv-standin`, locked in `local_stack/snowflake_standin_env/`,
+started by `local_stack.standin_process`), so it imports only fakesnow's packages, the standard
+library and `local_stack.snowpipe_sql` / `local_stack.standin_process` (both import nothing
+else). A stand-in that cannot serve never listens: `self_test()` runs every fakesnow piece the
+patches use at start-up and, on failure, prints ONE line (`Snowflake stand-in cannot serve: ...`)
+and exits 3. An unexpected error inside a request answers the client with a SQL error naming it,
+never an HTTP 500 (which the connector retries for minutes).
 """
 
 from __future__ import annotations
@@ -39,12 +47,15 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from local_stack.standin_process import CANNOT_SERVE
 
 # Account-level objects fakesnow cannot create; accepted as no-ops (see 4. above).
 ACCOUNT_STATEMENTS: tuple[str, ...] = (
@@ -81,6 +92,16 @@ _TRANSFORM_COPY = re.compile(
 )
 _TRUNCATE = re.compile(r"^\s*TRUNCATE\b", re.IGNORECASE)
 _S3_URL = re.compile(r"URL\s*=\s*'s3://(?P<path>[^']*)'", re.IGNORECASE)
+
+# Stage info fields connector 5 requires in a PUT answer and fakesnow 0.11.20 leaves out.
+STAGE_INFO_DEFAULTS: dict[str, Any] = {
+    "region": "us-central1",
+    "endPoint": None,
+    "storageAccount": None,
+    "useRegionalUrl": False,
+    "useS3RegionalUrl": False,
+    "isClientSideEncrypted": False,
+}
 
 # pipe name (upper case, fully qualified) -> its CREATE PIPE text; lives as long as the server
 PIPES: dict[str, str] = {}
@@ -196,7 +217,7 @@ def copy_with_transformation(cursor: Any, statement: str) -> str:
     """
     from fakesnow.transforms import stage
 
-    from local_stack.snowpipe import CopyMapping, copy_select_for_duckdb
+    from local_stack.snowpipe_sql import CopyMapping, copy_select_for_duckdb
 
     match = _TRANSFORM_COPY.match(statement)
     assert match is not None
@@ -315,15 +336,31 @@ def install(
     mirror: Path | None = None, pause: Pause | None = None, gate: Gate | None = None
 ) -> None:
     """Patch fakesnow's cursor so the server runs what production's client sends."""
+    import snowflake.connector.errors
     from fakesnow.cursor import FakeSnowflakeCursor
 
-    original = FakeSnowflakeCursor.execute
-    if getattr(original, "_rehearsal_standin", False):
-        return
+    # fakesnow's own execute, also when an earlier install (the self-test's) patched it: the
+    # latest install's mirror, pause and gate are the ones that hold
+    original = getattr(FakeSnowflakeCursor.execute, "_fakesnow_execute", None)
+    original = original or FakeSnowflakeCursor.execute
 
     def execute(self: Any, command: str, *args: Any, **kwargs: Any) -> Any:
         if not kwargs.get("server"):
             return original(self, command, *args, **kwargs)
+        try:
+            return serve_statements(self, command, *args, **kwargs)
+        except snowflake.connector.errors.Error:
+            raise
+        except Exception as error:
+            # fakesnow's server answers anything else with HTTP 500, which the connector retries
+            # for minutes: answer a SQL error naming the cause instead, so the client fails now.
+            raise snowflake.connector.errors.ProgrammingError(
+                msg=f"{CANNOT_SERVE} this statement: {type(error).__name__}: {error}",
+                errno=261000,
+                sqlstate="XX000",
+            ) from error
+
+    def serve_statements(self: Any, command: str, *args: Any, **kwargs: Any) -> Any:
         statements = [command] if kwargs.get("binding_params") else split_statements(command)
         result = self
         for statement in statements or [command]:
@@ -336,7 +373,7 @@ def install(
                 gate.hold(statement)
         return result
 
-    execute._rehearsal_standin = True  # type: ignore[attr-defined]
+    execute._fakesnow_execute = original  # type: ignore[attr-defined]
 
     def _rewrite(cursor: Any, statement: str) -> str:
         if _TRANSFORM_COPY.match(statement):
@@ -360,6 +397,58 @@ def install(
     FakeSnowflakeCursor.execute = execute  # type: ignore[method-assign]
 
 
+def app() -> Any:
+    """fakesnow's server app, its login answer completed for snowflake-connector-python 5.
+
+    Connector 5 (its native login) requires `masterToken` and the tokens' validity in the login
+    answer, which fakesnow 0.11.20 leaves out ("Failed to login: Missing response field:
+    master token"), and a PUT's stage info with its `region` ("Missing parameter in Snowflake
+    response: stage info -> region"); connector 4 ignored their absence. Snowflake always
+    sends them.
+    """
+    import json as json_module
+    import secrets
+
+    import fakesnow.server
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def login(request: Request) -> Any:
+        response = await fakesnow.server.login_request(request)
+        answer = json_module.loads(bytes(response.body))
+        data = answer.get("data") or {}
+        if answer.get("success") and "masterToken" not in data:
+            data.setdefault("masterToken", secrets.token_urlsafe(32))
+            data.setdefault("validityInSeconds", 3600)
+            data.setdefault("masterValidityInSeconds", 14400)
+            data.setdefault("sessionId", secrets.randbelow(2**31))
+        return JSONResponse(answer, status_code=response.status_code)
+
+    async def query(request: Request) -> Any:
+        response = await fakesnow.server.query_request(request)
+        answer = json_module.loads(bytes(response.body))
+        data = answer.get("data") or {}
+        stage_info = data.get("stageInfo")
+        if isinstance(stage_info, dict):
+            # fakesnow answers every PUT with overwrite false; connector 5 then makes a
+            # conditional GCS upload that the stand-in's presigned URL cannot authorise. Every
+            # PUT dlt sends says OVERWRITE = TRUE.
+            data["overwrite"] = True
+            # connector 5 reads these of every PUT's stage; Snowflake always sends them
+            for key, value in STAGE_INFO_DEFAULTS.items():
+                stage_info.setdefault(key, value)
+        return JSONResponse(answer, status_code=response.status_code)
+
+    patched = {"/session/v1/login-request": login, "/queries/v1/query-request": query}
+    routes = [
+        Route(route.path, patched[route.path], methods=["POST"]) if route.path in patched else route
+        for route in fakesnow.server.routes
+    ]
+    return Starlette(debug=True, routes=routes)
+
+
 def serve(
     port: int,
     db_path: Path | None,
@@ -376,9 +465,68 @@ def serve(
     fakesnow.server.shared_fs = FakeSnow(
         db_path=str(db_path) if db_path else None, nop_regexes=list(ACCOUNT_STATEMENTS)
     )
-    config = uvicorn.Config(fakesnow.server.app, host="127.0.0.1", port=port, log_level="info")
+    config = uvicorn.Config(app(), host="127.0.0.1", port=port, log_level="info")
     print(f"Snowflake stand-in on 127.0.0.1:{port} since {datetime.now(UTC):%H:%M:%S}")
     uvicorn.Server(config).run()  # handles SIGTERM/SIGINT itself
+
+
+def _versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for package in ("fakesnow", "sqlglot", "duckdb", "snowflake-connector-python"):
+        try:
+            found.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            found.append(f"{package} missing")
+        except Exception:  # a broken install must not hide the cause being reported
+            found.append(f"{package} ?")
+    return ", ".join(found)
+
+
+def self_test() -> str | None:
+    """None when every fakesnow piece the patches use works here; else the cause, one line.
+
+    Imports what `install`, `split_statements`, the stage rewrites and `serve` use, then runs a
+    multi-statement request, a stage COPY rewrite and the pipe's translated SELECT through a
+    patched fakesnow session, in memory, as the server will.
+    """
+    try:
+        import fakesnow.server  # noqa: F401
+        import uvicorn  # noqa: F401
+        from fakesnow.cursor import FakeSnowflakeCursor  # noqa: F401
+        from fakesnow.dialect import SnowflakeWithStageCommands  # noqa: F401
+        from fakesnow.instance import FakeSnow
+        from fakesnow.transforms import stage
+
+        from local_stack.snowpipe_sql import CopyMapping, copy_select_for_duckdb
+
+        for name in ("parts_from_var", "internal_dir", "file_path", "not_found_error"):
+            getattr(stage, name)
+        app()
+        if split_statements("SELECT ';'; SELECT 2") != ["SELECT ';'", "SELECT 2"]:
+            return "its statement splitter no longer splits on `;` tokens"
+        install()
+        conn = FakeSnow(nop_regexes=list(ACCOUNT_STATEMENTS)).connect("SELF_TEST", "S")
+        cursor = conn.cursor()
+        cursor.execute(
+            "CREATE TABLE T (A DATE, F VARCHAR); GRANT USAGE ON X TO ROLE Y", server=True
+        )
+        mapping = CopyMapping("T", ("A", "F"), "SELECT $1:d::DATE, METADATA$FILENAME FROM staged")
+        select = copy_select_for_duckdb(mapping, "staged_rows")
+        cursor._duck_conn.execute(
+            'CREATE TEMP TABLE staged_rows AS SELECT \'{"d": "2026-01-02"}\'::JSON AS json, '
+            "'f.jsonl' AS stage_path"
+        )
+        cursor._duck_conn.execute(f"INSERT INTO SELF_TEST.S.T (A, F) {select}")
+        cursor.execute("SELECT count(*) FROM T", server=True)
+        if cursor.fetchone() != (1,):
+            return "a row inserted through the pipe's translated COPY is not read back"
+        conn.close()
+    except Exception as error:
+        first = (str(error).strip().splitlines() or [""])[0]
+        return f"{type(error).__name__}: {first}"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -390,7 +538,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pause-seconds", type=float, default=2.0)
     parser.add_argument("--hold-after", help="tests: regex of statements to hold after ...")
     parser.add_argument("--hold-file", type=Path, help="... while this file exists")
+    parser.add_argument(
+        "--self-test", action="store_true", help="check this environment can serve, then exit"
+    )
     args = parser.parse_args(argv)
+    if cause := self_test():
+        print(
+            f"{CANNOT_SERVE}: {cause} [{_versions()}; {sys.executable}]; install its locked "
+            "environment with scripts/setup.sh (local_stack/snowflake_standin_env/uv.lock)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 3
+    if args.self_test:
+        print(f"Snowflake stand-in can serve [{_versions()}]")
+        return 0
     if args.db_path:
         args.db_path.mkdir(parents=True, exist_ok=True)
     pause = (

@@ -48,8 +48,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import sqlglot
-from sqlglot import exp
 
+from local_stack.snowpipe_sql import CopyMapping, copy_select_for_duckdb, json_to_duckdb
 from local_stack.warehouse import local_bucket_url, warehouse_lock, warehouse_path
 from pipelines.environment import PROJECT_DIR
 from pipelines.names import (
@@ -76,13 +76,6 @@ _COPY = re.compile(
     r"\s*FILE_FORMAT",
     re.IGNORECASE | re.DOTALL,
 )
-# Stage metadata columns the local pipe provides, by the name of the staged-rows column.
-_STAGE_METADATA = {
-    "METADATA$FILENAME": "stage_path",
-    "METADATA$START_SCAN_TIME": "scan_time",
-    "METADATA$FILE_LAST_MODIFIED": "last_modified",
-}
-_STRUCTURED_TYPES = {exp.DataType.Type.JSON, exp.DataType.Type.VARIANT, exp.DataType.Type.OBJECT}
 
 
 # ---- the shipped DDL, read and translated ----------------------------------------------------
@@ -94,15 +87,6 @@ def ddl_statements(path: Path = DDL_PATH) -> tuple[str, ...]:
     lines = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("--")]
     text = "\n".join(lines)
     return tuple(s.strip() for s in _STATEMENT_END.split(text) if s.strip())
-
-
-@dataclass(frozen=True)
-class CopyMapping:
-    """The pipe's `COPY INTO <table> (<columns>) FROM (SELECT ... FROM @stage)`."""
-
-    table: str
-    columns: tuple[str, ...]
-    select_sql: str  # Snowflake SQL, as shipped
 
 
 @functools.cache
@@ -118,13 +102,6 @@ def copy_mapping(path: Path = DDL_PATH) -> CopyMapping:
     raise ValueError(f"{path} has no CREATE PIPE ... AS COPY INTO t (cols) FROM (SELECT ...)")
 
 
-def _json_to_duckdb(node: exp.Expression) -> exp.Expression:
-    # Snowflake VARIANT/OBJECT columns become DuckDB JSON (queryable with ->, ->>).
-    if isinstance(node, exp.DataType) and node.this in _STRUCTURED_TYPES:
-        return exp.DataType.build("JSON")
-    return node
-
-
 @functools.cache
 def local_schema_sql(path: Path = DDL_PATH) -> tuple[str, ...]:
     """The DDL's CREATE SCHEMA / TABLE / VIEW statements, translated to DuckDB."""
@@ -132,45 +109,9 @@ def local_schema_sql(path: Path = DDL_PATH) -> tuple[str, ...]:
     translated = []
     for statement in ddl_statements(path):
         if wanted.match(statement):
-            tree = sqlglot.parse_one(statement, read="snowflake").transform(_json_to_duckdb)
+            tree = sqlglot.parse_one(statement, read="snowflake").transform(json_to_duckdb)
             translated.append(tree.sql(dialect="duckdb"))
     return tuple(translated)
-
-
-@functools.cache
-def copy_select_for_duckdb(mapping: CopyMapping, staged_relation: str) -> str:
-    """The COPY's SELECT as DuckDB SQL over `staged_relation(json, stage_path, scan_time, ...)`.
-
-    `$1` (the staged JSON document) becomes the `json` column; `$1:x::TYPE` keeps Snowflake's
-    meaning (the value of x, cast), which in DuckDB is `(json ->> '$.x')::TYPE`; a bare `$1:x`
-    stays JSON. `METADATA$...` columns come from the staged relation.
-    """
-    tree = sqlglot.parse_one(mapping.select_sql, read="snowflake")
-
-    def staged_document(node: exp.Expression) -> exp.Expression:
-        return exp.column("json") if isinstance(node, exp.Parameter) else node
-
-    def rewrite(node: exp.Expression) -> exp.Expression:
-        if (
-            isinstance(node, exp.Cast)
-            and isinstance(node.this, exp.JSONExtract)
-            and node.to.this not in _STRUCTURED_TYPES
-        ):
-            extract = node.this
-            return exp.Cast(
-                this=exp.JSONExtractScalar(this=extract.this, expression=extract.expression),
-                to=node.to,
-            )
-        if isinstance(node, exp.Column) and node.name.upper().startswith("METADATA$"):
-            try:
-                return exp.column(_STAGE_METADATA[node.name.upper()])
-            except KeyError:
-                raise ValueError(f"the local pipe does not provide {node.name}") from None
-        return node
-
-    tree = tree.transform(staged_document).transform(rewrite).transform(_json_to_duckdb)
-    tree.set("from_", exp.From(this=exp.to_table(staged_relation)))
-    return tree.sql(dialect="duckdb")
 
 
 # ---- files under the watched prefix ---------------------------------------------------------

@@ -26,3 +26,9 @@ echo "setup: syncing .venv from uv.lock"
 # Compile bytecode at install: machines of this kind set PYTHONDONTWRITEBYTECODE, so otherwise
 # every process (each flow run, each test worker) recompiles dlt, prefect and pyarrow (~2-3 s).
 uv sync --frozen --quiet --compile-bytecode
+
+echo "setup: syncing .venv-standin (the rehearsal's Snowflake stand-in) from its own lock"
+# fakesnow and the versions it pins live in their own environment, never in .venv: production's
+# snowflake-connector-python, sqlglot and duckdb follow their own releases (docs/dependencies.md).
+UV_PROJECT_ENVIRONMENT="$PWD/.venv-standin" \
+  uv sync --frozen --quiet --compile-bytecode --project local_stack/snowflake_standin_env

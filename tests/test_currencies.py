@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 
 def warehouse_count(data_dir: Path) -> int:
     with duckdb.connect(str(data_dir / "warehouse" / "dlt.duckdb"), read_only=True) as con:
-        return con.sql(f"select count(*) from {CURRENCIES_TABLE}").fetchone()[0]
+        return con.execute(f"select count(*) from {CURRENCIES_TABLE}").fetchone()[0]
 
 
 def test_flow_loads_currencies_under_production_names(
@@ -33,7 +33,7 @@ def test_flow_loads_currencies_under_production_names(
     assert result["load_info"]["rows"] == {"currencies": expected}
     assert warehouse_count(data_dir) == expected
     with duckdb.connect(str(data_dir / "warehouse" / "dlt.duckdb"), read_only=True) as con:
-        row = con.sql(
+        row = con.execute(
             f"select code, name, _loaded_at from {CURRENCIES_TABLE} where code = 'EUR'"
         ).fetchone()
     assert row[0] == "EUR" and row[1] == "Euro" and row[2] is not None
@@ -151,7 +151,9 @@ def test_bad_answer_is_refused_not_retried_and_the_table_is_unchanged(
     assert oxr_sandbox.request_count("/api/currencies.json") == 1, "a refusal was retried"
     assert warehouse_count(data_dir) == before
     with duckdb.connect(str(data_dir / "warehouse" / "dlt.duckdb"), read_only=True) as con:
-        names = con.sql(f"select count(*) from {CURRENCIES_TABLE} where name = 'None'").fetchone()
+        names = con.execute(
+            f"select count(*) from {CURRENCIES_TABLE} where name = 'None'"
+        ).fetchone()
     assert names == (0,)
 
 

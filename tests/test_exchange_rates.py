@@ -38,6 +38,7 @@ from sources.exchange_rates import (
 )
 from sources.open_exchange_rates import OXRPermanentError, OXRTransientError
 from tests.fixtures.moto import S3Bucket, moto_server, s3_bucket  # noqa: F401
+from tests.fixtures.snowflake_standin import SnowflakeStandIn, snowflake_standin  # noqa: F401
 
 JANUARY_1_TO_7 = [f"2026-01-0{d}" for d in range(1, 8)]
 
@@ -72,7 +73,7 @@ def view_rows(data_dir: Path) -> list[tuple[str, str, float]]:
 
 def raw_count(data_dir: Path) -> int:
     with duckdb.connect(str(snowpipe_db(data_dir)), read_only=True) as con:
-        return con.sql(f"select count(*) from {RAW_TABLE}").fetchone()[0]
+        return con.execute(f"select count(*) from {RAW_TABLE}").fetchone()[0]
 
 
 def bucket_listing(data_dir: Path) -> list[str]:
@@ -380,14 +381,14 @@ def test_pipe_copy_mapping_loads_the_files_the_pipeline_writes(
                 assert raw["rates"]["EUR"] == expected_eur("2026-01-05")
 
 
-def test_snowflake_table_and_view_hold_on_fakesnow(data_dir: Path) -> None:
-    """Names and the view's Snowflake SQL (QUALIFY, VARIANT paths) hold on fakesnow."""
-    import fakesnow
-    import snowflake.connector
-
-    with fakesnow.patch(), snowflake.connector.connect() as con:
+def test_snowflake_table_and_view_hold_on_the_standin(
+    snowflake_standin: SnowflakeStandIn,  # noqa: F811
+) -> None:
+    """Names and the view's Snowflake SQL (QUALIFY, VARIANT paths) hold on fakesnow's server."""
+    with snowflake_standin.connect() as con:
         cur = con.cursor()
         cur.execute("create database if not exists SNOWPIPE")
+        cur.execute(f"create or replace schema {RAW_TABLE.rsplit('.', 1)[0]}")
         for statement in ddl_statements():
             if statement.upper().startswith(
                 ("CREATE SCHEMA", "CREATE TABLE", "CREATE OR REPLACE VIEW")

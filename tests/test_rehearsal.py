@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from local_stack import processes
+from local_stack import processes, standin_process
 from local_stack.products_data import seed, simulate_day
 from local_stack.rehearsal_config import (
     StandIns,
@@ -65,10 +65,9 @@ def stand_ins(
 
     base = tmp_path_factory.mktemp("rehearsal")
     port = processes.free_port()
-    log = open(base / "snowflake.log", "wb")  # noqa: SIM115 - closed at teardown
-    server = subprocess.Popen(
+    server = standin_process.start(
+        port,
         [
-            *(sys.executable, "-m", "local_stack.snowflake_standin", "--port", str(port)),
             *("--mirror", str(base / "mirror")),
             # hold every statement that empties or trims the products table: a reader must
             # still see the old table meanwhile (it does only inside the swap's transaction)
@@ -76,14 +75,9 @@ def stand_ins(
             # and, while the gate file exists, a load right after it fills the staging table
             *("--hold-after", FILLS_PRODUCTS_STAGING, "--hold-file", str(base / "staging.gate")),
         ],
-        cwd=PROJECT_DIR,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        base / "snowflake.log",
     )
     try:
-        processes.wait_until(
-            lambda: not processes.port_is_free(port), "Snowflake stand-in", 60, base / "x"
-        )
         with psycopg.connect(postgres_cluster.dsn_for("postgres"), autocommit=True) as conn:
             conn.execute("DROP DATABASE IF EXISTS rehearsal_products WITH (FORCE)")
             conn.execute("CREATE DATABASE rehearsal_products")
@@ -107,7 +101,6 @@ def stand_ins(
     finally:
         server.terminate()
         server.wait(timeout=20)
-        log.close()
 
 
 def process_env(stand_ins: StandIns) -> dict[str, str]:

@@ -42,7 +42,7 @@ def test_a_run_resolves_destination_capabilities_once_per_naming(
     # the cached answer is still the destination's: our atomic-swap settings hold
     assert pipeline.destination.capabilities().supports_transactions is True
     with duckdb.connect(str(warehouse_path("DLT")), read_only=True) as warehouse:
-        (count,) = warehouse.sql("SELECT count(*) FROM runner_test.items").fetchone()
+        (count,) = warehouse.execute("SELECT count(*) FROM runner_test.items").fetchone()
     assert count == 2
 
 

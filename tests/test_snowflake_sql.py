@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from infra import snowflake as snowflake_ddl
+from tests.fixtures.snowflake_standin import SnowflakeStandIn, snowflake_standin  # noqa: F401
 
 # Statement kinds fakesnow (0.11) implements; roles, grants, users, warehouses, integrations
 # and pipes are Snowflake-only and are checked by the structural tests below and by review.
@@ -52,6 +53,37 @@ def test_dry_run_is_stable_and_complete() -> None:
     )
     # files apply in version order
     assert first.index("010_foundation.sql") < first.index("020_")
+
+
+def test_split_keeps_semicolons_inside_comments_strings_and_dollar_bodies() -> None:
+    """`;` in a `/* */` or `--` comment, a string or a `$$ ... $$` body ends nothing."""
+    sql = """
+-- header; with a semicolon
+USE ROLE SYSADMIN;
+/* a block comment; it says
+   two things; on two lines */
+CREATE TABLE IF NOT EXISTS DLT.A.T (note VARCHAR DEFAULT 'a;b');
+CREATE OR REPLACE PROCEDURE DLT.A.P()
+  RETURNS VARCHAR
+  LANGUAGE SQL
+  AS
+$$
+BEGIN
+  INSERT INTO DLT.A.T VALUES ('x');  -- inside the body; still the body
+  RETURN 'done; really';
+END;
+$$;
+SELECT 1 /* inline; */ + 2
+"""
+    statements = snowflake_ddl.split_statements(sql)
+    assert len(statements) == 4, statements
+    assert statements[0] == "USE ROLE SYSADMIN"
+    assert statements[1] == "CREATE TABLE IF NOT EXISTS DLT.A.T (note VARCHAR DEFAULT 'a;b')"
+    assert statements[2].startswith("CREATE OR REPLACE PROCEDURE DLT.A.P()")
+    assert "RETURN 'done; really';" in statements[2]
+    assert statements[2].endswith("$$")
+    assert " ".join(statements[3].split()) == "SELECT 1 + 2"
+    assert not any("block comment" in s or "header" in s for s in statements)
 
 
 def test_missing_setting_names_it() -> None:
@@ -161,10 +193,8 @@ def test_cli_dry_run_prints_the_sql() -> None:
     assert result.stdout.strip() == snowflake_ddl.render(strict=False).strip()
 
 
-def test_supported_statements_execute_on_fakesnow() -> None:
-    import fakesnow
-    import snowflake.connector
-
+def test_supported_statements_execute_on_the_standin(snowflake_standin: SnowflakeStandIn) -> None:  # noqa: F811
+    """Over the wire, with the project's own connector, on fakesnow's server (its own env)."""
     rendered = snowflake_ddl.render(
         settings=lambda name: "s3://test-bucket" if name == "BUCKET_URL" else f"test-{name}"
     )
@@ -172,8 +202,7 @@ def test_supported_statements_execute_on_fakesnow() -> None:
         s for s in snowflake_ddl.split_statements(rendered) if s.upper().startswith(FAKESNOW_HOLDS)
     ]
     assert len(runnable) >= 5
-    with fakesnow.patch():
-        connection = snowflake.connector.connect()
+    with snowflake_standin.connect() as connection:
         assert snowflake_ddl.execute(runnable, connection) == len(runnable)
         cursor = connection.cursor()
         cursor.execute("SHOW SCHEMAS IN DATABASE DLT")
