@@ -167,6 +167,8 @@ def test_rewritten_day_is_reloaded_and_users_still_see_one_row(
     )
 
 
+# production holds the run guard on a Prefect API (no API: the run refuses)
+@pytest.mark.usefixtures("prefect_server")
 def test_s3_layout_in_moto_has_only_date_named_data_files_under_the_prefix(
     oxr_sandbox: OXRSandbox,
     s3_bucket: S3Bucket,  # noqa: F811

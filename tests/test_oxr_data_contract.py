@@ -245,6 +245,8 @@ def test_broken_day_file_is_quarantined_and_fetched_again(
     assert result.local_pipe is not None and result.local_pipe["failed"] == []
 
 
+# production holds the run guard on a Prefect API (no API: the run refuses)
+@pytest.mark.usefixtures("prefect_server")
 def test_broken_file_on_s3_is_quarantined_outside_the_watched_prefix(
     oxr_sandbox: OXRSandbox,
     s3_bucket: S3Bucket,  # noqa: F811
