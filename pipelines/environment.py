@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -122,6 +123,22 @@ def configure_runtime() -> None:
     Path(os.environ["DLT_LOCAL_DIR"]).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     _dlt_urls_without_sqlalchemy()
+    _quiet_snowflake_logout_notice()
+
+
+def _quiet_snowflake_logout_notice() -> None:
+    """Drop snowflake-connector-python 5's FutureWarning about a future logout default.
+
+    It is printed to stderr at every connect unless the caller sets
+    `enable_server_session_keep_alive_auto_detection`; dlt's Snowflake client passes only the
+    credentials' string query values, and our sessions run no async queries, so either
+    default closes them the same way. Left in, it is two lines of noise in every CLI answer.
+    """
+    warnings.filterwarnings(
+        "ignore",
+        message="enable_server_session_keep_alive_auto_detection was not set",
+        category=FutureWarning,
+    )
 
 
 def _dlt_urls_without_sqlalchemy() -> None:
