@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from local_stack.prefect_server import throwaway_prefect_server
+from local_stack.processes import stop_group
 from local_stack.stack import queue_settings
 from pipelines.environment import PROJECT_DIR
 
@@ -111,12 +112,7 @@ def measure(
             try:
                 gaps = [_cycle(deployment_id, hold) for _ in range(cycles)]
             finally:
-                os.killpg(worker.pid, signal.SIGINT)
-                try:
-                    worker.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(worker.pid, signal.SIGKILL)
-                    worker.wait()
+                stop_group(worker, signal.SIGINT, timeout=15)
     slots, starts = [g[0] for g in gaps], [g[1] for g in gaps]
     print(
         f"{label}: slot after {statistics.median(slots):.1f} s median ({max(slots):.1f} max), "

@@ -8,7 +8,6 @@ out. Tests and benchmarks of crash recovery use this instead.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from local_stack.processes import free_port, http_ok, wait_until
+from local_stack.processes import free_port, http_ok, stop_group, wait_until
 
 
 @contextmanager
@@ -53,9 +52,4 @@ def throwaway_prefect_server(settings: Mapping[str, str] | None = None) -> Itera
             wait_until(lambda: http_ok(f"{api_url}/health"), "prefect server", 240, log)
             yield api_url
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(timeout=30)
+            stop_group(server)

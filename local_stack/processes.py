@@ -111,6 +111,21 @@ def stop(name: str, timeout: float = 20.0) -> bool:
     return True
 
 
+def stop_group(
+    process: subprocess.Popen, first: signal.Signals = signal.SIGTERM, timeout: float = 30.0
+) -> None:
+    """Signal a child started with `start_new_session=True`, then SIGKILL its group if it
+    has not exited within `timeout` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, first)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=timeout)
+
+
 def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
