@@ -116,11 +116,12 @@ def _sequential(days: list[date]) -> float:
 def _ours(days: list[date], concurrency: int, limit: float) -> tuple[float, Any]:
     from environments import load_environment
     from pipelines.exchange_rates import backfill
+    from sources.exchange_rate_dates import DateRange
 
     os.environ["SOURCES__OPEN_EXCHANGE_RATES__MAX_CONCURRENCY"] = str(concurrency)
     os.environ["SOURCES__OPEN_EXCHANGE_RATES__MAX_REQUESTS_PER_SECOND"] = str(limit)
     started = time.perf_counter()
-    result = backfill(load_environment("local"), days[0], days[-1])
+    result = backfill(load_environment("local"), DateRange.parse(days[0], days[-1]))
     return time.perf_counter() - started, result
 
 

@@ -52,16 +52,18 @@ DEPLOYMENTS: dict[str, tuple[dict[str, Any], str]] = {
         {},
         # the flow's two pipeline calls: the latest rates, then yesterday's final rates
         "from pipelines.exchange_rates import backfill, last_complete_day, run_latest\n"
+        "from sources.exchange_rate_dates import DateRange\n"
         + ENV
         + "env = load_environment(); day = last_complete_day(); "
-        "run_latest(env); backfill(env, day, day)",
+        "run_latest(env); backfill(env, DateRange(day, day))",
     ),
     "exchange-rates-backfill/production": (
         BACKFILL_PARAMETERS,
         "from pipelines.exchange_rates import backfill\n"
+        "from sources.exchange_rate_dates import DateRange\n"
         + ENV
-        + f"backfill(load_environment(), {BACKFILL_PARAMETERS['start_date']!r}, "
-        f"{BACKFILL_PARAMETERS['end_date']!r})",
+        + f"backfill(load_environment(), DateRange.parse({BACKFILL_PARAMETERS['start_date']!r}, "
+        f"{BACKFILL_PARAMETERS['end_date']!r}))",
     ),
     "products-daily/production": (
         {},

@@ -23,6 +23,7 @@ from flows.reporting import finish_flow, run_pipeline
 from flows.retry_policy import pipeline_task
 from pipelines import exchange_rates
 from pipelines.environment import Environment
+from sources.exchange_rate_dates import DateRange
 
 
 @pipeline_task("load-exchange-rates", dlt_pipeline=exchange_rates.PIPELINE_NAME)
@@ -48,21 +49,21 @@ def exchange_rates_daily_flow() -> dict[str, Any]:
     latest = load_exchange_rates(environment)
     # The 09:00 snapshot is not a day's final value: fetch yesterday's end-of-day rates
     # (historical/<day>, which the view prefers) unless a run or backfill already has them.
-    day = exchange_rates.last_complete_day().isoformat()
+    day = exchange_rates.last_complete_day()
     final_rates = backfill_exchange_rates.with_options(name="load-final-rates")(
-        environment, day, day
+        environment, DateRange(day, day)
     )
     return finish_flow("exchange-rates-daily", [latest, final_rates])
 
 
-def _progress_artifact(start_date: str, end_date: str | None) -> Callable[[int, int], None]:
+def _progress_artifact(days: DateRange) -> Callable[[int, int], None]:
     """A callback for the backfill: the run's progress artifact, days in the bucket / total.
 
     Created at the first call (when the total is known) and updated at each chunk; Prefect shows
     it on the run page while the backfill runs.
     """
     artifact_id = None
-    description = f"exchange-rates-backfill {start_date}..{end_date or 'yesterday'}: days done"
+    description = f"exchange-rates-backfill {days}: days done"
 
     def report(done: int, total: int) -> None:
         nonlocal artifact_id
@@ -78,20 +79,16 @@ def _progress_artifact(start_date: str, end_date: str | None) -> Callable[[int, 
 
 
 @pipeline_task("backfill-exchange-rates", dlt_pipeline=exchange_rates.PIPELINE_NAME)
-def backfill_exchange_rates(
-    environment: Environment, start_date: str, end_date: str | None = None
-) -> dict[str, Any]:
-    """Historical days `start_date..end_date` (inclusive), only those not in the bucket yet.
+def backfill_exchange_rates(environment: Environment, days: DateRange) -> dict[str, Any]:
+    """Historical days of `days` (inclusive), only those not in the bucket yet.
 
     Resumable: a retry (or a rerun after a crash) asks OXR only for the days still missing.
     """
-    progress = _progress_artifact(start_date, end_date)
+    progress = _progress_artifact(days)
     with environment.run_guard(exchange_rates.PIPELINE_NAME):  # across the load and its audit
         summary = run_pipeline(
-            f"Backfilling exchange rates {start_date}..{end_date or 'yesterday'}",
-            lambda: exchange_rates.backfill(
-                environment, start_date, end_date, on_progress=progress
-            ),
+            f"Backfilling exchange rates {days}",
+            lambda: exchange_rates.backfill(environment, days, on_progress=progress),
             lambda info: exchange_rates.persist_audit(environment, info),
         )
     backfill = summary["backfill"]
@@ -118,8 +115,9 @@ def exchange_rates_backfill_flow(
     start_date: str = "2026-01-01", end_date: str | None = None
 ) -> dict[str, Any]:
     """Backfill `start_date..end_date` (YYYY-MM-DD; `end_date` defaults to yesterday, UTC)."""
-    # Bad dates fail the flow here with a permanent error: before any task, request or retry.
-    exchange_rates.validate_range(start_date, end_date)
+    # Parsed once, here at the edge: bad dates fail the flow with a permanent error before any
+    # task, request or retry; the task and the pipeline get the typed range.
+    days = DateRange.parse(start_date, end_date)
     environment = load_environment()
-    summary = backfill_exchange_rates(environment, start_date, end_date)
+    summary = backfill_exchange_rates(environment, days)
     return finish_flow("exchange-rates-backfill", [summary])

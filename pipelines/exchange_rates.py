@@ -49,6 +49,7 @@ from pipelines.runner import (
     persist_run_audit,
     start_from_destination,
 )
+from sources.exchange_rate_dates import DateRange
 from sources.exchange_rates import (
     HISTORICAL_TABLE,
     LATEST_TABLE,
@@ -56,14 +57,12 @@ from sources.exchange_rates import (
     ExchangeRatesSettings,
     FetchedDay,
     check_quota,
-    days_between,
     fetch_historical_days,
     historical_resource,
     latest_resource,
     make_client,
     resolve_settings,
     utc_today,
-    validate_date_range,
 )
 from sources.open_exchange_rates.contract import rate_jumps
 
@@ -326,31 +325,14 @@ class BackfillResult:
 
 def backfill(
     environment: Environment,
-    start_date: date | str,
-    end_date: date | str | None = None,
+    days: DateRange,
     *,
     settings: ExchangeRatesSettings | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> BackfillResult:
-    """`_backfill` under the pipeline's run lock; bad dates are refused before any wait."""
-    validate_date_range(start_date, end_date)
-    with environment.run_guard(PIPELINE_NAME):
-        return _backfill(
-            environment, start_date, end_date, settings=settings, on_progress=on_progress
-        )
+    """Historical rates for the days of `days` (inclusive), under the pipeline's run guard.
 
-
-def _backfill(
-    environment: Environment,
-    start_date: date | str,
-    end_date: date | str | None = None,
-    *,
-    settings: ExchangeRatesSettings | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> BackfillResult:
-    """Historical rates for `start_date..end_date` (inclusive; end defaults to yesterday UTC).
-
-    1. Validate the range (permanent error, before any request).
+    1. `days` was parsed and validated at the edge (`DateRange.parse`): nothing to refuse here.
     2. Skip days whose file is already in the bucket, whole and valid: a rerun after a crash asks
        only for the rest; a broken file is moved to quarantine and its day fetched again.
     3. Read `usage.json` (free) and refuse a range the remaining quota cannot cover.
@@ -365,80 +347,83 @@ def _backfill(
     `on_progress(days_done, days_total)` is called once the days already present are known and
     after each chunk lands (a flow passes one that publishes a progress artifact).
     """
-    started = time.monotonic()
-    start, end = validate_date_range(start_date, end_date)
     settings = settings or resolve_settings()
-    runner = _make(environment)
-    wanted = list(days_between(start, end))
-    bucket = check_bucket(runner.pipeline, runner.exchange_rates_url, within=wanted)
-    missing = [day for day in wanted if day not in bucket.present]
-    result = BackfillResult(
-        start_date=start,
-        end_date=end,
-        days_total=len(wanted),
-        days_skipped=len(wanted) - len(missing),
-        days_requested=len(missing),
-        quarantined=bucket.quarantined,
-        destination=runner.pipeline.destination.destination_name,
-        dataset=runner.pipeline.dataset_name,
-    )
-    report_progress = on_progress or (lambda done, total: None)
-    report_progress(result.days_skipped, result.days_total)
-    logger.info(
-        "Backfill %s..%s: %d days, %d already in the bucket, %d to fetch "
-        "(max %d concurrent, %.3g requests/s)",
-        start,
-        end,
-        result.days_total,
-        result.days_skipped,
-        result.days_requested,
-        settings.max_concurrency,
-        settings.max_requests_per_second,
-    )
-    if missing:
-        client = make_client(settings)
-        result.quota_remaining_before = check_quota(
-            client, len(missing), what=f"the backfill {start}..{end} ({len(missing)} missing days)"
+    with environment.run_guard(PIPELINE_NAME):
+        started = time.monotonic()
+        start, end = days.start, days.end
+        runner = _make(environment)
+        wanted = days.days()
+        bucket = check_bucket(runner.pipeline, runner.exchange_rates_url, within=wanted)
+        missing = [day for day in wanted if day not in bucket.present]
+        result = BackfillResult(
+            start_date=start,
+            end_date=end,
+            days_total=len(wanted),
+            days_skipped=len(wanted) - len(missing),
+            days_requested=len(missing),
+            quarantined=bucket.quarantined,
+            destination=runner.pipeline.destination.destination_name,
+            dataset=runner.pipeline.dataset_name,
         )
-        problems = DayProblems()
-        try:
-            result.days_loaded = _fetch_and_load(
-                runner,
+        report_progress = on_progress or (lambda done, total: None)
+        report_progress(result.days_skipped, result.days_total)
+        logger.info(
+            "Backfill %s..%s: %d days, %d already in the bucket, %d to fetch "
+            "(max %d concurrent, %.3g requests/s)",
+            start,
+            end,
+            result.days_total,
+            result.days_skipped,
+            result.days_requested,
+            settings.max_concurrency,
+            settings.max_requests_per_second,
+        )
+        if missing:
+            client = make_client(settings)
+            result.quota_remaining_before = check_quota(
                 client,
-                missing,
-                settings,
-                problems,
-                on_loaded=lambda done: report_progress(result.days_skipped + done, len(wanted)),
+                len(missing),
+                what=f"the backfill {start}..{end} ({len(missing)} missing days)",
             )
-        finally:
-            result.days_not_available = problems.not_available
-            result.days_refused = sorted(e.day for e in problems.refused if e.day is not None)
-            result.rate_warnings = problems.rate_warnings
-        if problems.not_available:
-            logger.warning(
-                "Backfill %s..%s: OXR has no rates for %d day(s), skipped: %s",
-                start,
-                end,
-                len(problems.not_available),
-                ", ".join(day.isoformat() for day in problems.not_available),
-            )
-        problems.raise_if_fatal(len(missing), client.base_url)
-    else:
-        runner.run_local_pipe()  # nothing to fetch; still ingest any file not loaded yet
-    # Nothing missing is still a load step (an empty one), so callers always get a LoadInfo.
-    result.load_info = runner.combined_load_info() or runner.pipeline.load()
-    result.local_pipe = runner.local_pipe
-    result.seconds = round(time.monotonic() - started, 3)
-    logger.info(
-        "Backfill %s..%s done: %d/%d days loaded, %d skipped, in %.1fs",
-        start,
-        end,
-        result.days_loaded,
-        result.days_requested,
-        result.days_skipped,
-        result.seconds,
-    )
-    return result
+            problems = DayProblems()
+            try:
+                result.days_loaded = _fetch_and_load(
+                    runner,
+                    client,
+                    missing,
+                    settings,
+                    problems,
+                    on_loaded=lambda done: report_progress(result.days_skipped + done, len(wanted)),
+                )
+            finally:
+                result.days_not_available = problems.not_available
+                result.days_refused = sorted(e.day for e in problems.refused if e.day is not None)
+                result.rate_warnings = problems.rate_warnings
+            if problems.not_available:
+                logger.warning(
+                    "Backfill %s..%s: OXR has no rates for %d day(s), skipped: %s",
+                    start,
+                    end,
+                    len(problems.not_available),
+                    ", ".join(day.isoformat() for day in problems.not_available),
+                )
+            problems.raise_if_fatal(len(missing), client.base_url)
+        else:
+            runner.run_local_pipe()  # nothing to fetch; still ingest any file not loaded yet
+        # Nothing missing is still a load step (an empty one), so callers always get a LoadInfo.
+        result.load_info = runner.combined_load_info() or runner.pipeline.load()
+        result.local_pipe = runner.local_pipe
+        result.seconds = round(time.monotonic() - started, 3)
+        logger.info(
+            "Backfill %s..%s done: %d/%d days loaded, %d skipped, in %.1fs",
+            start,
+            end,
+            result.days_loaded,
+            result.days_requested,
+            result.days_skipped,
+            result.seconds,
+        )
+        return result
 
 
 def _fetch_and_load(
@@ -501,12 +486,8 @@ def _fetch_and_load(
 def last_complete_day() -> date:
     """Yesterday, UTC: the newest day whose end-of-day (final) rates OXR publishes.
 
-    The daily run fetches it with `backfill(environment, day, day)`: one counted request when
-    its file is not in the bucket yet (quota-checked like any backfill), none when it is.
+    The daily run fetches it with `backfill(environment, DateRange(day, day))`: one counted
+    request when its file is not in the bucket yet (quota-checked like any backfill), none when
+    it is.
     """
     return utc_today() - timedelta(days=1)
-
-
-def validate_range(start_date: date | str, end_date: date | str | None = None) -> tuple[date, date]:
-    """The inclusive range a backfill would cover, or `InvalidDateError` (permanent)."""
-    return validate_date_range(start_date, end_date)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from sources.errors import PermanentSourceError
@@ -88,3 +89,33 @@ def days_between(start: date, end: date) -> Iterator[date]:
     """Every day from `start` to `end`, both included."""
     for offset in range((end - start).days + 1):
         yield start + timedelta(days=offset)
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """An inclusive range of historical days, valid once built with `DateRange.parse`.
+
+    Parsed at the edge (a flow's parameters, the CLI, a test) and passed down typed: the
+    pipeline neither parses nor validates it again.
+    """
+
+    start: date
+    end: date
+
+    @classmethod
+    def parse(
+        cls,
+        start_date: date | str,
+        end_date: date | str | None = None,
+        *,
+        today: date | None = None,
+    ) -> DateRange:
+        """`validate_date_range` as a range: `end_date` defaults to yesterday (UTC)."""
+        return cls(*validate_date_range(start_date, end_date, today=today))
+
+    def days(self) -> list[date]:
+        """Every day of the range, both ends included."""
+        return list(days_between(self.start, self.end))
+
+    def __str__(self) -> str:
+        return f"{self.start.isoformat()}..{self.end.isoformat()}"

@@ -30,6 +30,7 @@ from local_stack.snowpipe import (
 )
 from pipelines import exchange_rates
 from sources.exchange_rates import (
+    DateRange,
     InvalidDateError,
     QuotaExceededError,
     RequestRateLimiter,
@@ -49,7 +50,8 @@ def run_latest() -> Any:
 
 
 def backfill(start: Any, end: Any = None, **kwargs: Any) -> exchange_rates.BackfillResult:
-    return exchange_rates.backfill(load_environment(), start, end, **kwargs)
+    """The pipeline's backfill, its dates parsed here at the edge as a flow would."""
+    return exchange_rates.backfill(load_environment(), DateRange.parse(start, end), **kwargs)
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ from flows.exchange_rates import exchange_rates_daily_flow
 from local_stack.oxr_sandbox import OXRSandbox
 from local_stack.snowpipe import USER_VIEW
 from pipelines.exchange_rates import backfill, last_complete_day, run_latest
-from sources.exchange_rates import utc_today
+from sources.exchange_rates import DateRange, utc_today
 
 
 def view(data_dir: Path) -> dict[str, str]:
@@ -44,11 +44,11 @@ def test_view_prefers_the_final_row_over_a_snapshot_of_the_same_day(
 
     snapshot_of(two_days_ago, oxr_sandbox, monkeypatch)  # the usual order: snapshot first
     assert view(data_dir)[two_days_ago].startswith("latest/")
-    backfill(load_environment(), two_days_ago, two_days_ago)
+    backfill(load_environment(), DateRange.parse(two_days_ago, two_days_ago))
     assert view(data_dir)[two_days_ago] == f"historical/{two_days_ago}.jsonl.gz"
 
     # the other order: a snapshot fetched and ingested after the final row
-    backfill(load_environment(), yesterday, yesterday)
+    backfill(load_environment(), DateRange.parse(yesterday, yesterday))
     snapshot_of(yesterday, oxr_sandbox, monkeypatch)
     assert view(data_dir)[yesterday] == f"historical/{yesterday}.jsonl.gz"
 

@@ -43,6 +43,7 @@ def start(call: str) -> subprocess.Popen[str]:
         "import logging, sys\n"
         "from environments import load_environment\n"
         "from pipelines import exchange_rates\n"
+        "from sources.exchange_rate_dates import DateRange\n"
         "logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
         "environment = load_environment()\n"
         f"exchange_rates.{call}\n"
@@ -57,7 +58,7 @@ def start(call: str) -> subprocess.Popen[str]:
     )
 
 
-BACKFILL = f"backfill(environment, {DAYS[0]!r}, {DAYS[-1]!r})"
+BACKFILL = f"backfill(environment, DateRange.parse({DAYS[0]!r}, {DAYS[-1]!r}))"
 LATEST = "run_latest(environment)"
 
 

@@ -249,7 +249,8 @@ def test_exchange_rates_bucket_pipe_table_and_one_row_per_day_view(stand_ins: St
     run_production(
         stand_ins,
         "from pipelines.exchange_rates import backfill, run_latest\n"
-        "backfill(environment, '2026-01-01', '2026-01-03')\n"
+        "from sources.exchange_rate_dates import DateRange\n"
+        "backfill(environment, DateRange.parse('2026-01-01', '2026-01-03'))\n"
         "run_latest(environment)\n",
     )
     keys = [

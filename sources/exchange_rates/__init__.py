@@ -29,6 +29,7 @@ from dlt.sources import DltResource
 
 from sources.exchange_rate_dates import (
     FIRST_HISTORICAL_DATE,
+    DateRange,
     InvalidDateError,
     days_between,
     parse_date,
@@ -57,6 +58,7 @@ __all__ = [
     "LATEST_TABLE",
     "RATE_COLUMNS",
     "RATE_CONTRACT",
+    "DateRange",
     "DayProblems",
     "ExchangeRatesSettings",
     "FetchedDay",
