@@ -20,9 +20,7 @@ def load_currencies(environment: Environment) -> dict[str, Any]:
     # held across the load and its audit: one run of the pipeline at a time, pool-wide
     with environment.run_guard(currencies.PIPELINE_NAME):
         return run_pipeline(
-            "Loading currencies from Open Exchange Rates",
-            lambda: currencies.run(environment),
-            lambda info: currencies.persist_audit(environment, info),
+            "Loading currencies from Open Exchange Rates", lambda: currencies.run(environment)
         )
 
 

@@ -32,8 +32,7 @@ def load_exchange_rates(environment: Environment) -> dict[str, Any]:
     with environment.run_guard(exchange_rates.PIPELINE_NAME):  # across the load and its audit
         return run_pipeline(
             "Loading the latest exchange rates from Open Exchange Rates",
-            lambda: exchange_rates.run_latest(environment),
-            lambda info: exchange_rates.persist_audit(environment, info),
+            lambda: exchange_rates.run(environment),
         )
 
 
@@ -88,8 +87,7 @@ def backfill_exchange_rates(environment: Environment, days: DateRange) -> dict[s
     with environment.run_guard(exchange_rates.PIPELINE_NAME):  # across the load and its audit
         summary = run_pipeline(
             f"Backfilling exchange rates {days}",
-            lambda: exchange_rates.backfill(environment, days, on_progress=progress),
-            lambda info: exchange_rates.persist_audit(environment, info),
+            lambda: exchange_rates.run(environment, days=days, on_progress=progress),
         )
     backfill = summary["backfill"]
     get_run_logger().info(

@@ -23,8 +23,7 @@ def load_products(environment: Environment, full_refresh: bool = False) -> dict[
             "Loading products from PostgreSQL ("
             + ("full refresh" if full_refresh else "incremental")
             + ")",
-            lambda: products.run_with_report(environment, full_refresh=full_refresh),
-            lambda info: products.persist_audit(environment, info),
+            lambda: products.run(environment, full_refresh=full_refresh),
         )
 
 

@@ -18,13 +18,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
-from dlt.common.pipeline import LoadInfo
 from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from flows import schema_events
 from pipelines.errors import SchemaContractViolation, exception_chain
-from pipelines.runner import load_summary
+from pipelines.pipeline_run import PipelineRun
 
 BACKFILL_COLUMNS = (
     "days_requested",
@@ -140,25 +139,22 @@ def publish_run_report(flow_name: str, summaries: Sequence[dict[str, Any]]) -> U
     return artifact_id
 
 
-def persist_audit(load_info: LoadInfo, persist: Callable[[LoadInfo], Any]) -> None:
+def persist_audit(run: PipelineRun) -> None:
     """Write the run's load info and trace for audit; never fail a load that landed.
 
     The data is in by now: a failing audit write is logged as a warning (the next load would
     surface a broken warehouse anyway) instead of failing, and so retrying, the whole load.
-    `persist` is the pipeline's own audit writer.
     """
     try:
-        persist(load_info)
+        run.persist_audit()
     except Exception as error:  # reported, deliberately not raised
         get_run_logger().warning("Could not persist the load info and trace for audit: %s", error)
 
 
-def run_pipeline(
-    action: str, run: Callable[[], Any], persist: Callable[[LoadInfo], Any]
-) -> dict[str, Any]:
-    """The one way a task runs a pipeline: run -> summary -> audit -> log; returns the summary.
+def run_pipeline(action: str, run: Callable[[], PipelineRun]) -> dict[str, Any]:
+    """The one way a task runs a pipeline: run -> audit -> log; returns the run's summary.
 
-    `run` returns a dlt `LoadInfo`, or a result with `.summary()` and `.load_info` (backfill).
+    `run` is a pipeline's `run(environment, **params)`, its arguments bound.
     """
     logger = get_run_logger()
     logger.info(action)
@@ -171,15 +167,10 @@ def run_pipeline(
         if violation is not None:  # the run's failure alert carries it to Slack
             schema_events.emit(schema_events.retyped(violation))
         raise
-    if isinstance(result, LoadInfo):
-        load_info: LoadInfo | None = result
-        summary = load_summary(result)
-    else:
-        load_info, summary = result.load_info, result.summary()
-    if load_info is not None and load_info.loads_ids:
-        # a run that loaded nothing has no load id (no `_dlt_loads` row) to audit; its run
-        # report still records it (saves a second dlt load, ~0.2 s, on every quiet run)
-        persist_audit(load_info, persist)
+    summary = result.summary
+    # a run that loaded nothing has no load id (no `_dlt_loads` row) to audit; its run
+    # report still records it (saves a second dlt load, ~0.2 s, on every quiet run)
+    persist_audit(result)
     rows = ", ".join(f"{table}={count}" for table, count in summary["rows"].items()) or "none"
     logger.info(
         "Loaded rows %s into %s in %ss",

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import dlt
-from dlt.common.pipeline import LoadInfo
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from pipelines.environment import Environment
 from pipelines.names import CURRENCIES_PIPELINE
+from pipelines.pipeline_run import PipelineRun
 from pipelines.runner import (
     extract_normalize_load,
+    load_summary,
     make_pipeline,
     persist_run_audit,
     start_from_destination,
@@ -36,7 +39,7 @@ def current_row_count(environment: Environment, pipeline: dlt.Pipeline) -> int |
     return int(rows[0][0]) if rows else None
 
 
-def run(environment: Environment) -> LoadInfo:
+def run(environment: Environment) -> PipelineRun:
     """Load the currency list into the environment's warehouse."""
     with environment.run_guard(PIPELINE_NAME):
         pipeline = start_from_destination(
@@ -44,9 +47,7 @@ def run(environment: Environment) -> LoadInfo:
             environment.warehouse_lock,
         )
         source = currencies(previous_count=current_row_count(environment, pipeline))
-        return extract_normalize_load(pipeline, source, load_lock=environment.warehouse_lock)
-
-
-def persist_audit(environment: Environment, load_info: LoadInfo) -> LoadInfo:
-    """This run's load info and trace into `_load_info` / `_trace` beside the table."""
-    return persist_run_audit(load_info, load_lock=environment.warehouse_lock)
+        load_info = extract_normalize_load(pipeline, source, load_lock=environment.warehouse_lock)
+    # the audit goes beside the table: `_load_info` / `_trace` of the same dataset
+    audit = partial(persist_run_audit, load_lock=environment.warehouse_lock)
+    return PipelineRun(load_info, load_summary(load_info), audit)

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import urlparse
 
@@ -43,6 +44,7 @@ from dlt.sources import DltResource
 from pipelines.bucket_files import BucketDays, check_day_files, use_atomic_local_files
 from pipelines.environment import Environment
 from pipelines.names import EXCHANGE_RATES_PIPELINE
+from pipelines.pipeline_run import PipelineRun
 from pipelines.runner import (
     load_summary,
     make_pipeline,
@@ -249,6 +251,27 @@ def persist_audit(environment: Environment, load_info: LoadInfo) -> LoadInfo:
     destination = dlt.destinations.filesystem(bucket_url=environment.bucket_url())
     audit = make_pipeline(AUDIT_PIPELINE_NAME, destination, AUDIT_DATASET)
     return persist_run_audit(load_info, pipeline=audit)
+
+
+# ---- the pipeline's run -----------------------------------------------------------------------
+
+
+def run(
+    environment: Environment,
+    *,
+    days: DateRange | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> PipelineRun:
+    """The latest rates (no `days`), or the historical rates of `days` (a backfill).
+
+    A backfill's `BackfillResult` is the run's `details`; `on_progress` is the backfill's.
+    """
+    audit = partial(persist_audit, environment)
+    if days is None:
+        load_info = run_latest(environment)
+        return PipelineRun(load_info, load_summary(load_info), audit)
+    result = backfill(environment, days, on_progress=on_progress)
+    return PipelineRun(result.load_info, result.summary(), audit, details=result)
 
 
 # ---- latest -----------------------------------------------------------------------------------

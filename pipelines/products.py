@@ -36,7 +36,7 @@ environment's fallback (locally, the cluster `data-pipelines up` started).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import dlt
@@ -49,6 +49,7 @@ from dlt.common.schema.typing import TSchemaContractDict
 from pipelines.environment import ConfigurationError, Environment, configure_runtime
 from pipelines.errors import SchemaContractViolation, exception_chain
 from pipelines.names import PRODUCTS_PIPELINE
+from pipelines.pipeline_run import PipelineRun
 from pipelines.runner import (
     extract_normalize_load,
     load_summary,
@@ -135,29 +136,12 @@ def _abort_pending(pipeline: dlt.Pipeline, environment: Environment) -> None:
         pipeline.abort_packages()
 
 
-@dataclass
-class ProductsRun:
-    """A products load and what the run report says beyond dlt's LoadInfo."""
+def run(environment: Environment, *, full_refresh: bool = False) -> PipelineRun:
+    """Load new audit rows (or, with `full_refresh`, all of them) into the warehouse.
 
-    load_info: LoadInfo
-    # warehouse columns the source table no longer has: NULL in every row this run loaded
-    dropped_columns: list[str] = field(default_factory=list)
-
-    def summary(self) -> dict[str, Any]:
-        summary = load_summary(self.load_info)
-        summary["dropped_columns"] = (
-            {TABLE_NAME: self.dropped_columns} if self.dropped_columns else {}
-        )
-        return summary
-
-
-def run(environment: Environment, *, full_refresh: bool = False) -> LoadInfo:
-    """Load new audit rows (or, with `full_refresh`, all of them) into the warehouse."""
-    return run_with_report(environment, full_refresh=full_refresh).load_info
-
-
-def run_with_report(environment: Environment, *, full_refresh: bool = False) -> ProductsRun:
-    """`run`, also naming the columns the source dropped (the flows report them)."""
+    The summary also names the warehouse columns the source table no longer has
+    (`dropped_columns`: NULL in every row this run loaded); the flows report them.
+    """
     dsn = products_dsn(environment)
     # Daily, full refresh and the CLI are separate entry points loading one table.
     with environment.run_guard(PIPELINE_NAME):
@@ -165,9 +149,13 @@ def run_with_report(environment: Environment, *, full_refresh: bool = False) -> 
             make_products_pipeline(environment), environment.warehouse_lock
         )
         load_info = _run(environment, pipeline, dsn, full_refresh)
-        if not load_summary(load_info)["rows"].get(TABLE_NAME):
-            return ProductsRun(load_info)  # no row loaded, so none got a NULL: skip the check
-        return ProductsRun(load_info, _dropped_columns(pipeline))
+        summary = load_summary(load_info)
+        # no row loaded, so none got a NULL: skip the check
+        dropped = _dropped_columns(pipeline) if summary["rows"].get(TABLE_NAME) else []
+    summary["dropped_columns"] = {TABLE_NAME: dropped} if dropped else {}
+    # the audit goes beside the table: `_load_info` / `_trace` of the same dataset
+    audit = partial(persist_run_audit, load_lock=environment.warehouse_lock)
+    return PipelineRun(load_info, summary, audit)
 
 
 def _dropped_columns(pipeline: dlt.Pipeline) -> list[str]:
@@ -251,8 +239,3 @@ def _warehouse_has_table(pipeline: dlt.Pipeline, environment: Environment) -> bo
 
 def _contract_violation(error: BaseException) -> DataValidationError | None:
     return next((e for e in exception_chain(error) if isinstance(e, DataValidationError)), None)
-
-
-def persist_audit(environment: Environment, load_info: LoadInfo) -> LoadInfo:
-    """This run's load info and trace into `_load_info` / `_trace` beside the table."""
-    return persist_run_audit(load_info, load_lock=environment.warehouse_lock)

@@ -388,9 +388,8 @@ def test_a_worker_process_reads_an_escaped_password_without_importing_sqlalchemy
             "import json, sys\n"
             "from environments import load_environment\n"
             "from pipelines import products\n"
-            "from pipelines.runner import load_summary\n"
-            "info = products.run(load_environment())\n"
-            "print(json.dumps([load_summary(info)['rows'], 'sqlalchemy' in sys.modules]))\n"
+            "run = products.run(load_environment())\n"
+            "print(json.dumps([run.summary['rows'], 'sqlalchemy' in sys.modules]))\n"
         )
         env = {**os.environ, "SOURCES__PRODUCTS__CREDENTIALS": dsn}
         done = subprocess.run(
