@@ -4,44 +4,32 @@ Production: `s3://<bucket>/exchange-rates/`, watched by Snowpipe, which loads ev
 `SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES`. Local: the bucket folder of the data folder, and
 the environment's `after_files_land` (the local pipe) loads them after each load.
 
-Bucket layout (dlt filesystem destination, deterministic names, one row per file):
-
-    <bucket>/exchange-rates/historical/YYYY-MM-DD.jsonl.gz         one file per rate date
-    <bucket>/exchange-rates/latest/YYYY-MM-DDTHHMMSSZ.jsonl.gz     one per OXR publication
-    <bucket>/_dlt_exchange_rates/{init,_dlt_loads,_dlt_pipeline_state,_dlt_version}   dlt's own
-
-A rerun writes the same object again instead of a new one, so the watched prefix never holds
-two files for one day. `latest` files are named after OXR's publication time, not the run: a
-new publication is a new object (Snowpipe never reloads a name it has loaded), the same one
-is the same object.
-
-How the layout is made: dlt keeps its state folders in the dataset folder whatever the layout,
-and joins the layout to that folder; an absolute layout replaces it (path join semantics). So
-the dataset folder is `_dlt_exchange_rates/` beside the watched prefix and the data layout is
-the watched prefix's absolute path within the filesystem. dlt's placeholders know nothing of a
-file's rows, so the `{snapshot}` placeholder is filled from the normalized files themselves
-(one row per file, set for this pipeline only) between normalize and load.
+Bucket layout and file names: `pipelines/bucket_layout.py`.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from functools import partial
 from typing import Any
-from urllib.parse import urlparse
 
 import dlt
 from dlt.common.pipeline import LoadInfo
 from dlt.sources import DltResource
 
 from pipelines.bucket_files import BucketDays, check_day_files, use_atomic_local_files
+from pipelines.bucket_layout import (
+    ONE_ROW_PER_FILE_VAR,
+    SNAPSHOT_PLACEHOLDER,
+    SnapshotNames,
+    file_layout,
+    historical_dir,
+)
 from pipelines.environment import Environment
 from pipelines.names import EXCHANGE_RATES_PIPELINE
 from pipelines.pipeline_run import PipelineRun
@@ -54,7 +42,6 @@ from pipelines.runner import (
 from sources.exchange_rate_dates import DateRange
 from sources.exchange_rates import (
     HISTORICAL_TABLE,
-    LATEST_TABLE,
     DayProblems,
     ExchangeRatesSettings,
     FetchedDay,
@@ -73,82 +60,15 @@ logger = logging.getLogger(__name__)
 PIPELINE_NAME = EXCHANGE_RATES_PIPELINE
 # dlt's bookkeeping folder, a sibling of the watched prefix (never inside it).
 STATE_DATASET = "_dlt_exchange_rates"
-SNAPSHOT_PLACEHOLDER = "snapshot"
 # Persist fetched days at least this often, so a crash costs little to resume.
 CHUNK_MAX_DAYS = 100
 CHUNK_MAX_SECONDS = 1.5
-# One row per normalized file is what lets a file be named after its row's date; scoped to
-# this pipeline by dlt's pipeline-name config section.
-_ONE_ROW_PER_FILE_VAR = f"{PIPELINE_NAME.upper()}__NORMALIZE__DATA_WRITER__FILE_MAX_ITEMS"
-
-
-# ---- where files go ---------------------------------------------------------------------------
-
-
-def _filesystem_path(url: str) -> str:
-    """The absolute path of `url` inside its filesystem: `/bucket/prefix` or `/local/folder`."""
-    parsed = urlparse(url)
-    if parsed.scheme in ("", "file"):
-        from dlt.common.storages import FilesystemConfiguration
-
-        return FilesystemConfiguration.make_local_path(url).rstrip("/")
-    return "/" + (parsed.netloc + parsed.path).rstrip("/")
-
-
-def _historical_dir(exchange_rates_url: str) -> str:
-    return f"{_filesystem_path(exchange_rates_url)}/{HISTORICAL_TABLE}"
-
-
-class _SnapshotNames:
-    """`{snapshot}` of each normalized data file: its row's rate date (and time for `latest`)."""
-
-    def __init__(self) -> None:
-        self._by_file_id: dict[str, str] = {}
-
-    def __call__(
-        self, schema_name: str, table_name: str, load_id: str, file_id: str, ext: str
-    ) -> str:
-        try:
-            return self._by_file_id[file_id]
-        except KeyError:
-            raise RuntimeError(
-                f"no snapshot name for {table_name} file {file_id} of load {load_id}: "
-                "the file was not normalized by this run"
-            ) from None
-
-    def learn(self, pipeline: dlt.Pipeline, load_ids: Iterable[str]) -> None:
-        for load_id in load_ids:
-            for job in pipeline.get_load_package_info(load_id).jobs["new_jobs"]:
-                table = job.job_file_info.table_name
-                if table not in (HISTORICAL_TABLE, LATEST_TABLE):
-                    continue
-                row = _single_row(job.file_path)
-                self._by_file_id[job.job_file_info.file_id] = _snapshot_of(table, row)
-
-
-def _single_row(path: str) -> dict[str, Any]:
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        lines = [line for line in handle if line.strip()]
-    if len(lines) != 1:
-        raise RuntimeError(
-            f"{path} holds {len(lines)} rows; the layout needs exactly one per file "
-            f"({_ONE_ROW_PER_FILE_VAR}=1)"
-        )
-    return json.loads(lines[0])
-
-
-def _snapshot_of(table: str, row: dict[str, Any]) -> str:
-    if table == HISTORICAL_TABLE:
-        return str(row["rate_date"])
-    published = datetime.fromisoformat(str(row["timestamp"])).astimezone(UTC)
-    return published.strftime("%Y-%m-%dT%H%M%SZ")
 
 
 @dataclass
 class _ExchangeRatesPipeline:
     pipeline: dlt.Pipeline
-    snapshots: _SnapshotNames
+    snapshots: SnapshotNames
     environment: Environment
     exchange_rates_url: str
     load_infos: list[LoadInfo] = field(default_factory=list)
@@ -203,15 +123,12 @@ class _ExchangeRatesPipeline:
 
 def _make(environment: Environment) -> _ExchangeRatesPipeline:
     exchange_rates_url = environment.exchange_rates_url()
-    os.environ.setdefault(_ONE_ROW_PER_FILE_VAR, "1")
+    os.environ.setdefault(ONE_ROW_PER_FILE_VAR, "1")
     use_atomic_local_files()  # a local bucket shows whole files only, as S3 does
-    snapshots = _SnapshotNames()
+    snapshots = SnapshotNames()
     destination = dlt.destinations.filesystem(
         bucket_url=environment.bucket_url(),
-        layout=(
-            f"{_filesystem_path(exchange_rates_url)}/{{table_name}}/{{{SNAPSHOT_PLACEHOLDER}}}"
-            ".{ext}"
-        ),
+        layout=file_layout(exchange_rates_url),
         extra_placeholders={SNAPSHOT_PLACEHOLDER: snapshots},
     )
     # A fresh working folder: packages left by a crashed run carry file ids this process
@@ -226,7 +143,7 @@ def check_bucket(
     """Historical days whose file is whole and valid; broken files are moved to quarantine."""
     with pipeline.destination_client() as client:
         fs = client.fs_client  # type: ignore[attr-defined]
-        return check_day_files(fs, _historical_dir(exchange_rates_url), within)
+        return check_day_files(fs, historical_dir(exchange_rates_url), within)
 
 
 def days_in_bucket(
