@@ -366,6 +366,39 @@ def backfill(
         return result
 
 
+@dataclass
+class _Chunks:
+    """Fetched days buffered and written to the bucket in chunks (one load package each)."""
+
+    runner: _ExchangeRatesPipeline
+    problems: DayProblems
+    total: int
+    on_loaded: Callable[[int], None]
+    loaded: int = 0
+    buffer: list[FetchedDay] = field(default_factory=list)
+    last_flush: float = field(default_factory=time.monotonic)
+
+    def add(self, fetched: FetchedDay) -> None:
+        self.buffer.append(fetched)
+        if (
+            len(self.buffer) >= CHUNK_MAX_DAYS
+            or time.monotonic() - self.last_flush >= CHUNK_MAX_SECONDS
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            chunk = sorted(self.buffer, key=lambda fetched: fetched.day)
+            self.buffer.clear()
+            jumps = rate_jumps([(fetched.day, fetched.payload["rates"]) for fetched in chunk])
+            self.problems.rate_warnings.extend(jumps)
+            self.runner.load(historical_resource(chunk))
+            self.loaded += len(chunk)
+            logger.info("Backfill progress: %d/%d days in the bucket", self.loaded, self.total)
+            self.on_loaded(self.loaded)
+        self.last_flush = time.monotonic()
+
+
 def _fetch_and_load(
     runner: _ExchangeRatesPipeline,
     client: Any,
@@ -374,28 +407,12 @@ def _fetch_and_load(
     problems: DayProblems,
     on_loaded: Callable[[int], None],
 ) -> int:
-    total = len(missing)
-    log_every = max(1, total // 10)
-    loaded = 0
-    buffer: list[FetchedDay] = []
-    last_flush = time.monotonic()
+    log_every = max(1, len(missing) // 10)
+    chunks = _Chunks(runner, problems, len(missing), on_loaded)
 
     def progress(done: int, of: int) -> None:
         if done == of or done % log_every == 0:
             logger.info("Backfill progress: %d/%d days fetched", done, of)
-
-    def flush() -> None:
-        nonlocal loaded, last_flush
-        if buffer:
-            chunk = sorted(buffer, key=lambda fetched: fetched.day)
-            buffer.clear()
-            jumps = rate_jumps([(fetched.day, fetched.payload["rates"]) for fetched in chunk])
-            problems.rate_warnings.extend(jumps)
-            runner.load(historical_resource(chunk))
-            loaded += len(chunk)
-            logger.info("Backfill progress: %d/%d days in the bucket", loaded, total)
-            on_loaded(loaded)
-        last_flush = time.monotonic()
 
     try:
         for fetched in fetch_historical_days(
@@ -406,21 +423,19 @@ def _fetch_and_load(
             on_progress=progress,
             problems=problems,
         ):
-            buffer.append(fetched)
-            if len(buffer) >= CHUNK_MAX_DAYS or time.monotonic() - last_flush >= CHUNK_MAX_SECONDS:
-                flush()
+            chunks.add(fetched)
     except BaseException:
         # Keep what was fetched before the failure: the rerun will not pay for it again.
         # A failure while saving must not hide the error that stopped the backfill.
-        if buffer:
-            logger.info("Saving %d fetched day(s) before stopping", len(buffer))
+        if chunks.buffer:
+            logger.info("Saving %d fetched day(s) before stopping", len(chunks.buffer))
             try:
-                flush()
+                chunks.flush()
             except Exception:
                 logger.exception("Could not save the fetched days; the rerun will fetch them")
         raise
-    flush()
-    return loaded
+    chunks.flush()
+    return chunks.loaded
 
 
 def last_complete_day() -> date:
