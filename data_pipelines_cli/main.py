@@ -10,12 +10,16 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
+from environments import environment_name, load_environment
+from environments.run_guard import prefect_api_url
+from pipelines.text_table import text_table
 from sources import exchange_rate_dates
-from sources.errors import PermanentSourceError, TransientSourceError
+from sources.errors import ConfigurationError, PermanentSourceError, TransientSourceError
 
 DESCRIPTION = """\
 data-pipelines: dlt pipelines (Open Exchange Rates, the PostgreSQL products audit log) into a
@@ -40,28 +44,11 @@ key, the products database) are checked before anything starts.
 """
 DEBUG_ENV = "DATA_PIPELINES_DEBUG"
 
-# The demo's backfill covers one week, not up to yesterday.
-DEMO_PARAMETERS: dict[str, dict[str, Any]] = {
-    "exchange-rates-backfill/production": {"start_date": "2026-01-01", "end_date": "2026-01-07"}
-}
-# Verification runs after the loads on its schedule; the demo triggers the loads only.
-DEMO_SKIPS_TAG = "verify"
-
-
-def demo_deployments() -> list[tuple[str, dict[str, Any]]]:
-    """The pipeline deployments of prefect.yaml, with the demo's parameters."""
-    from infra.prefect_setup import deployments
-
-    return [
-        (spec.full_name, DEMO_PARAMETERS.get(spec.full_name, spec.parameters))
-        for spec in deployments()
-        if DEMO_SKIPS_TAG not in spec.tags
-    ]
+# Handlers import what they drive (Prefect, dlt, the local stack) inside their body: bad input
+# and --help answer in well under a second without importing them (tests/test_cli_errors.py).
 
 
 def _print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    from pipelines.text_table import text_table
-
     print("\n".join(text_table(headers, rows)))
 
 
@@ -71,21 +58,8 @@ def _print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     from local_stack import stack
 
-    running = stack.up()
-    _print_stack(running)
+    print("\n".join(stack.up().summary()))
     return 0
-
-
-def _print_stack(running: Any) -> None:
-    from local_stack.stack import shell_env_file
-
-    print(f"Prefect UI:      {running.prefect_ui_url}")
-    print(f"Prefect API:     {running.prefect_api_url}")
-    print(f"OXR API:         {running.oxr_base_url}")
-    print(f"PostgreSQL:      {running.postgres_address}")
-    for note in running.notes:
-        print(f"Note: {note}")
-    print(f"Shell setup:     source {shell_env_file()}")
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -105,208 +79,18 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job: stack up, each deployment once, wait, one summary table."""
-    from local_stack import stack
+    from local_stack import demo
 
-    started = time.monotonic()
-    print("Starting the local stack (first start takes about a minute)...", flush=True)
-    running = stack.up()
-    deployments = demo_deployments()
-    print(
-        f"Stack up in {time.monotonic() - started:.0f}s. "
-        f"Triggering the {len(deployments)} pipeline deployments."
-    )
-    results = _run_deployments(running.prefect_api_url, deployments, timeout=args.timeout)
-    print()
-    loaded = _rows_loaded_per_run(running.prefect_api_url, [run_id for *_, run_id in results])
-    _print_table(
-        ["deployment", "state", "duration", "rows loaded (from the run report)", "flow run"],
-        [
-            (name, state, f"{secs:.0f}s", loaded.get(run_id, "-"), run_id)
-            for name, state, secs, run_id in results
-        ],
-    )
-    print()
-    _print_warehouse_counts()
-    print()
-    _print_stack(running)
-    print(f"Finished in {time.monotonic() - started:.0f}s.")
-    print("Stop with `data-pipelines down`; run again with the same command (idempotent).")
-    return 0 if all(state == "Completed" for _, state, _, _ in results) else 1
+    return demo.run(timeout=args.timeout)
 
 
 def cmd_rehearse(args: argparse.Namespace) -> int:
     """Production, unchanged, on stand-ins: all deployments, data-freshness, one summary."""
-    from local_stack import rehearsal
+    from local_stack import rehearsal_run
 
     if args.stop:
-        stopped = rehearsal.stop()
-        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
-        return 0
-    started = time.monotonic()
-    print("Rehearsing production on stand-ins on 127.0.0.1 (fresh each time)...", flush=True)
-    ok = False
-    try:
-        run = rehearsal.start()
-        for note in run.notes:
-            print(f"Note: {note}")
-        loads = _run_deployments(run.prefect_api_url, demo_deployments(), timeout=args.timeout)
-        query = rehearsal.admin_query(run.stand_ins)
-        scenarios = _overlap_scenarios(run, query)
-        objects = rehearsal.wait_for_pipe(run.stand_ins, query)
-        from infra.prefect_setup import deployments
-
-        checks = [(s.full_name, s.parameters) for s in deployments() if DEMO_SKIPS_TAG in s.tags]
-        results = loads + _run_deployments(run.prefect_api_url, checks, timeout=args.timeout)
-        print()
-        _print_table(
-            ["deployment", "final state", "duration", "flow run"],
-            [(name, state, f"{secs:.0f}s", run_id) for name, state, secs, run_id in results],
-        )
-        print()
-        counts = []
-        for table in rehearsal.TABLES:
-            try:
-                counts.append((table, query(f"select count(*) from {table}")))
-            except Exception as error:  # a missing table is a finding, not a crash
-                counts.append((table, f"missing: {str(error).splitlines()[0][:80]}"))
-        _print_table(["Snowflake stand-in table", "rows"], counts)
-        print(f"\nObjects under s3://{run.stand_ins.bucket}/exchange-rates/: {objects}")
-        code, report = rehearsal.verify_output(run)
-        print("\n" + report)
-        ok = (
-            code == 0
-            and all(state == "Completed" for _, state, _, _ in results)
-            and all(scenario.ok for scenario in scenarios)
-        )
-    finally:
-        if not args.keep:
-            rehearsal.stop()
-    print(f"Rehearsal {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.0f}s.")
-    if args.keep:
-        print("Still running (--keep): stop with `data-pipelines rehearse --stop`.")
-    else:
-        print("Everything it started is stopped; logs in .data/rehearsal/stack/logs.")
-    return 0 if ok else 1
-
-
-def _overlap_scenarios(run: Any, query: Callable[[str], int]) -> list[Any]:
-    """Runs of one pipeline started at once, from two workers and the CLI; one line each."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from local_stack import rehearsal, rehearsal_scenarios
-
-    print("\nOverlap scenarios (two workers, a fresh folder per run, the operator's CLI):")
-    with temporary_settings(updates={PREFECT_API_URL: run.prefect_api_url}):
-        results = rehearsal_scenarios.run_scenarios(
-            run.stand_ins,
-            run.env,
-            rehearsal.rehearsal_dir() / "operator",
-            query,
-            rehearsal.staging_gate(),
-        )
-    for result in results:
-        print(f"- {result.name}: {'ok' if result.ok else 'FAILED'}")
-        for line in result.lines:
-            print(line)
-    return results
-
-
-def _run_deployments(
-    api_url: str, deployments: Sequence[tuple[str, dict[str, Any]]], timeout: float
-) -> list[tuple[str, str, float, str]]:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    # A settings context: Prefect read its settings when first imported, before the stack
-    # knew its port, so changing os.environ now would go unnoticed.
-    with temporary_settings(updates={PREFECT_API_URL: api_url}):
-        return _trigger_and_wait(deployments, timeout)
-
-
-def _trigger_and_wait(
-    deployments: Sequence[tuple[str, dict[str, Any]]], timeout: float
-) -> list[tuple[str, str, float, str]]:
-    from prefect.client.orchestration import get_client
-    from prefect.deployments import run_deployment
-
-    runs = {}
-    for name, parameters in deployments:
-        flow_run = run_deployment(name=name, parameters=parameters, timeout=0)
-        runs[name] = (flow_run.id, time.monotonic())
-        print(f"  triggered {name} (flow run {flow_run.id})", flush=True)
-    finished: dict[str, tuple[str, float, str]] = {}
-    deadline = time.monotonic() + timeout
-    last_report = 0.0
-    with get_client(sync_client=True) as client:
-        while len(finished) < len(runs) and time.monotonic() < deadline:
-            for name, (run_id, t0) in runs.items():
-                if name in finished:
-                    continue
-                state = client.read_flow_run(run_id).state
-                if state is not None and state.is_final():
-                    finished[name] = (state.name, time.monotonic() - t0, str(run_id))
-                    print(f"  {name}: {state.name}", flush=True)
-            if time.monotonic() - last_report > 15:
-                print(f"  {len(finished)}/{len(runs)} finished...", flush=True)
-                last_report = time.monotonic()
-            time.sleep(1)
-        for name, (run_id, t0) in runs.items():
-            if name not in finished:
-                state = client.read_flow_run(run_id).state
-                finished[name] = (
-                    f"{state.name if state else 'Unknown'} (timed out)",
-                    time.monotonic() - t0,
-                    str(run_id),
-                )
-    return [(name, *finished[name]) for name, _ in deployments]
-
-
-def _rows_loaded_per_run(api_url: str, flow_run_ids: Sequence[str]) -> dict[str, str]:
-    """`table=rows` per flow run, read from the report artifact each run published."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from flows.reporting import NOTHING_NEW
-
-    loaded: dict[str, str] = {}
-    with (
-        temporary_settings(updates={PREFECT_API_URL: api_url}),
-        get_client(sync_client=True) as client,
-    ):
-        for run_id in flow_run_ids:
-            artifacts = client.read_artifacts(
-                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
-            )
-            counts: dict[str, int] = {}
-            quiet = False
-            for artifact in artifacts:
-                if artifact.type != "table" or not artifact.key or not artifact.data:
-                    continue
-                data = (
-                    json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
-                )
-                for row in data if isinstance(data, list) else []:
-                    if not isinstance(row, dict) or not isinstance(row.get("rows_loaded"), int):
-                        continue
-                    if row.get("table") == NOTHING_NEW:
-                        quiet = True
-                        continue
-                    table = str(row.get("table"))
-                    counts[table] = counts.get(table, 0) + row["rows_loaded"]
-            loaded[run_id] = ", ".join(f"{t}={n}" for t, n in sorted(counts.items())) or (
-                "0 (nothing new)" if quiet else "-"
-            )
-    return loaded
-
-
-def _print_warehouse_counts() -> None:
-    from local_stack.warehouse import LOCAL_TABLES, table_counts, warehouse_files
-
-    counts = table_counts()
-    _print_table(["table", "rows"], [(t, counts.get(t, "missing")) for t in LOCAL_TABLES])
-    print()
-    print("Where the data is: " + ", ".join(str(p) for p in warehouse_files()))
-    print('Query it: data-pipelines query "select * from DLT.OPEN_EXCHANGE_RATES.CURRENCIES"')
+        return rehearsal_run.stop()
+    return rehearsal_run.run(timeout=args.timeout, keep=args.keep)
 
 
 # ---- pipelines -----------------------------------------------------------------------------
@@ -377,7 +161,6 @@ def cmd_simulate_day(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check what users read in the current environment; exit 1 listing what failed."""
-    from environments import load_environment
     from pipelines.verify import verify
 
     report = verify(load_environment())
@@ -398,8 +181,6 @@ class WarehouseUnreachable(TransientSourceError):
 
 def cmd_query(args: argparse.Namespace) -> int:
     """SQL against the environment's warehouse: local DuckDB files, or Snowflake in production."""
-    from environments import load_environment
-
     environment = load_environment()
     query = environment.warehouse_table_query()  # refuses here when settings are missing
     try:
@@ -436,31 +217,60 @@ def _is_bad_sql(error: BaseException) -> bool:
     return isinstance(error, (*bad, DatabaseTerminalException, DatabaseUndefinedRelation))
 
 
-def cmd_apply(args: argparse.Namespace) -> int:
-    if args.target == "prefect":
-        from infra import prefect_setup
+def _apply_prefect(args: argparse.Namespace) -> int:
+    from infra import prefect_setup
 
-        for line in prefect_setup.ensure_work_pools():
+    for line in prefect_setup.ensure_work_pools():
+        print(line)
+    for line in prefect_setup.ensure_pipeline_concurrency_limits():
+        print(line)
+    if args.git_repository:
+        commit = args.git_commit or prefect_setup.current_commit()
+        for line in prefect_setup.ensure_git_settings(args.git_repository, commit, args.git_token):
             print(line)
-        for line in prefect_setup.ensure_pipeline_concurrency_limits():
-            print(line)
-        if args.git_repository:
-            commit = args.git_commit or prefect_setup.current_commit()
-            for line in prefect_setup.ensure_git_settings(
-                args.git_repository, commit, args.git_token
-            ):
-                print(line)
-        return 0
-    if args.target == "alerting":
-        from infra import alerting
+    return 0
 
-        # Secrets from dlt config ([alerting]: environment, secrets.toml, Secrets Manager).
-        for line in alerting.apply():
-            print(line)
-        return 0
+
+def _apply_alerting(args: argparse.Namespace) -> int:
+    from infra import alerting
+
+    # Secrets from dlt config ([alerting]: environment, secrets.toml, Secrets Manager).
+    for line in alerting.apply():
+        print(line)
+    return 0
+
+
+def _apply_snowflake(args: argparse.Namespace) -> int:
     from infra import snowflake
 
     return snowflake.apply(dry_run=args.dry_run)
+
+
+APPLY_TARGETS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "prefect": _apply_prefect,
+    "alerting": _apply_alerting,
+    "snowflake": _apply_snowflake,
+}
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    return APPLY_TARGETS[args.target](args)
+
+
+# One handler per command: `main` dispatches through this table.
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "demo": cmd_demo,
+    "rehearse": cmd_rehearse,
+    "up": cmd_up,
+    "down": cmd_down,
+    "status": cmd_status,
+    "run": cmd_run,
+    "backfill": cmd_backfill,
+    "simulate-day": cmd_simulate_day,
+    "query": cmd_query,
+    "verify": cmd_verify,
+    "apply": cmd_apply,
+}
 
 
 # ---- parser -------------------------------------------------------------------------------
@@ -471,7 +281,6 @@ DEBUG_HELP = f"on failure also print the traceback (or set {DEBUG_ENV}=1)"
 
 def version_text() -> str:
     """`data-pipelines 0.1.0 (dlt 1.31.0, prefect 3.x, Python 3.11.x)`, from installed metadata."""
-    from importlib.metadata import PackageNotFoundError, version
 
     def of(package: str) -> str:
         try:
@@ -509,7 +318,6 @@ def build_parser() -> argparse.ArgumentParser:
         "2026-01-01..2026-01-07), wait, and print one summary. Idempotent.",
     )
     demo.add_argument("--timeout", type=float, default=600, help="seconds to wait for the runs")
-    demo.set_defaults(func=cmd_demo)
 
     rehearse = sub.add_parser(
         "rehearse",
@@ -524,7 +332,6 @@ def build_parser() -> argparse.ArgumentParser:
     rehearse.add_argument("--timeout", type=float, default=600, help="seconds to wait for runs")
     rehearse.add_argument("--keep", action="store_true", help="leave the stand-ins running")
     rehearse.add_argument("--stop", action="store_true", help="stop a kept rehearsal")
-    rehearse.set_defaults(func=cmd_rehearse)
 
     sub.add_parser(
         "up",
@@ -533,19 +340,19 @@ def build_parser() -> argparse.ArgumentParser:
         "raw_data.products, a Prefect server, the `production` work pool, the five deployments "
         "and a worker. Prints the addresses and a file to `source` for Prefect's CLI. Starting "
         "it again leaves what runs alone.",
-    ).set_defaults(func=cmd_up)
+    )
     sub.add_parser(
         "down",
         help="stop the local stack; data stays",
         description="Stop what `up` or `demo` started. The data folder (warehouse files, "
         "bucket, dlt state) stays; `up` resumes with it.",
-    ).set_defaults(func=cmd_down)
+    )
     sub.add_parser(
         "status",
         help="what of the local stack is running",
         description="One line per local service (Prefect server, worker, OXR sandbox, "
         "PostgreSQL) and whether it runs.",
-    ).set_defaults(func=cmd_status)
+    )
 
     run = sub.add_parser(
         "run",
@@ -563,7 +370,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--full-refresh", action="store_true", help="products: reload everything, reset cursor"
     )
-    run.set_defaults(func=cmd_run)
 
     backfill = sub.add_parser(
         "backfill",
@@ -577,7 +383,6 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument(
         "end_date", nargs="?", default=None, help="YYYY-MM-DD (default: yesterday)"
     )
-    backfill.set_defaults(func=cmd_backfill)
 
     simulate = sub.add_parser(
         "simulate-day",
@@ -586,7 +391,6 @@ def build_parser() -> argparse.ArgumentParser:
         "audit rows into raw_data.products, so the next products run has something to load.",
     )
     simulate.add_argument("--dsn", help="PostgreSQL DSN (default: the local cluster)")
-    simulate.set_defaults(func=cmd_simulate_day)
 
     query = sub.add_parser(
         "query",
@@ -600,7 +404,6 @@ def build_parser() -> argparse.ArgumentParser:
         "sql",
         help='one SQL statement, e.g. "select count(*) from DLT.APPLICATION_DATA.PRODUCTS"',
     )
-    query.set_defaults(func=cmd_query)
 
     verify = sub.add_parser(
         "verify",
@@ -612,7 +415,6 @@ def build_parser() -> argparse.ArgumentParser:
         "SYSTEM$PIPE_STATUS and COPY_HISTORY errors. The data-freshness deployment runs the same.",
     )
     verify.add_argument("--json", action="store_true", help="machine-readable output")
-    verify.set_defaults(func=cmd_verify)
 
     apply = sub.add_parser(
         "apply",
@@ -641,7 +443,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="prefect: token for a private repository (default: $DATA_PIPELINES_GIT_TOKEN, "
         "which keeps it off the command line)",
     )
-    apply.set_defaults(func=cmd_apply)
 
     # `--debug` after the command too (`data-pipelines verify --debug`); SUPPRESS keeps a
     # `--debug` given before the command when the command's own is absent.
@@ -663,9 +464,7 @@ def _check_oxr_key() -> None:
 
 def _check_products_source() -> None:
     """Lookback, DSN, credentials, table and column types, as the run would refuse them."""
-    from environments import load_environment
     from pipelines.products import products_dsn
-    from sources.errors import ConfigurationError
     from sources.products import (
         PostgresUnavailableError,
         check_source,
@@ -689,8 +488,6 @@ def _check_products_source() -> None:
 
 def _check_environment_name() -> None:
     """`DATA_PIPELINES_ENV` names a known environment (no dlt import, no file)."""
-    from environments import environment_name
-
     environment_name()
 
 
@@ -701,10 +498,6 @@ def _check_one_data_folder() -> None:
     folders follow it). A `DLT_DATA_DIR` or `DLT_LOCAL_DIR` exported outside it (e.g. by a
     stack.env written before they stopped being exported) would send part of a run elsewhere.
     """
-    from pathlib import Path
-
-    from sources.errors import ConfigurationError
-
     chosen = os.environ.get("DATA_PIPELINES_DATA_DIR")
     if not chosen:
         return
@@ -722,13 +515,8 @@ def _check_one_data_folder() -> None:
 
 def _check_run_guard_api() -> None:
     """Production runs hold their pipeline on the operator's Prefect API, never a temporary one."""
-    from environments import environment_name
-    from sources.errors import ConfigurationError
-
     if environment_name() != "production":
         return
-    from environments.run_guard import prefect_api_url
-
     if prefect_api_url() is None:
         raise ConfigurationError(
             "No Prefect API for a production run: it holds its pipeline's one-run limit on "
@@ -786,7 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = args.debug or os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes")
     try:
         preflight(args)
-        return int(args.func(args) or 0)
+        return int(COMMANDS[args.command](args) or 0)
     except KeyboardInterrupt:
         return 130
     except Exception as error:

@@ -79,6 +79,7 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
+from infra.alert_templates import render
 from infra.prefect_setup import WORK_POOL_NAMES
 from pipelines.environment import ConfigurationError, configure_runtime
 
@@ -274,49 +275,8 @@ def ensure_blocks(settings: AlertingSettings) -> BlockIds:
 
 # ---- automations ----------------------------------------------------------------------------
 
-# Jinja over Prefect's documented template objects (`flow`, `flow_run`, `deployment`) and the
-# `ui_url` filter (which needs PREFECT_UI_URL on the server: `prefect server start` does not set
-# it; the local stack does). The flow run's state comes from the triggering event.
-_DEPLOYMENT = "{{ (flow.name ~ '/' ~ deployment.name) if deployment else flow.name }}"
-_SUBJECT = "[data-pipelines] {{ flow_run.state.name }}: " + _DEPLOYMENT
-_CRITICAL_SUBJECT = "[data-pipelines] CRITICAL: " + _DEPLOYMENT + " failed 3 times within 24 h"
-# Slack mrkdwn: bold labels, `<url|text>` link; &, <, > in the state message must be escaped.
-_SLACK_BODY = """\
-*Flow:* {{ flow.name }}
-*Deployment:* {{ (flow.name ~ '/' ~ deployment.name) if deployment else 'none' }}
-*Flow run:* {{ flow_run.name }} (`{{ flow_run.id }}`)
-*State:* {{ flow_run.state.name }}
-*Message:* {{ (flow_run.state.message or 'none') | replace('&', '&amp;') | replace('<', '&lt;') \
-| replace('>', '&gt;') | truncate(2000) }}
-*Run:* {% set url = flow_run|ui_url %}{% if url %}<{{ url }}|open in Prefect>\
-{% else %}flow run {{ flow_run.id }} (set PREFECT_UI_URL on the server for a link){% endif %}"""
-# PagerDuty: the dedup key (subject) and a one-line summary (body, PagerDuty keeps 1,024 chars).
-_DEDUP_KEY = "data-pipelines/" + _DEPLOYMENT
-_RUN_LINE = (
-    "run {{ flow_run.name }} ({{ flow_run.id }}), {{ flow_run.state.name }}: "
-    "{{ (flow_run.state.message or 'no message') | truncate(600) }}"
-    "{% set url = flow_run|ui_url %}{% if url %} {{ url }}{% endif %}"
-)
-_CRITICAL_NOTE = "Three failed, crashed or timed-out runs of this deployment within 24 hours; "
-_CRITICAL_SUMMARY = "CRITICAL: " + _DEPLOYMENT + " failed 3 times within 24 h; last " + _RUN_LINE
-_LATE_SUBJECT = "[data-pipelines] Not started: " + _DEPLOYMENT
-_LATE_NOTE = (
-    "A scheduled run has not started {minutes} min after it turned Late: is a worker polling "
-    "the work pool? (docs/operations.md, 'Worker down')\n"
-)
-_RUNNING_SUBJECT = "[data-pipelines] Running too long: " + _DEPLOYMENT
-_RUNNING_NOTE = (
-    "Still Running {minutes} min after it started, past its timeout: the process is hung or "
-    "was lost with its worker (docs/operations.md, 'Running too long')\n"
-)
-_POOL = "{{ work_pool.name }}"
-_POOL_DEDUP_KEY = "data-pipelines/work-pool/" + _POOL
-_POOL_SUBJECT = "[data-pipelines] Work pool not ready: " + _POOL
-_POOL_BODY = (
-    "Work pool " + _POOL + " has had no live worker for {minutes} min: no scheduled run can "
-    "start. Start a worker: `prefect worker start --pool " + _POOL + "` "
-    "(docs/operations.md, 'Worker down')"
-)
+# The messages are whole templates in infra/alert_templates.py (Jinja the Prefect server
+# renders when an automation fires); `render` fills in their shared parts and the window.
 
 
 def _minutes(seconds: float) -> str:
@@ -438,7 +398,7 @@ def automation_definitions(
             description="A flow run of a dlt-tagged deployment ended Failed, Crashed, TimedOut "
             "or Refused (bad input): Slack.",
             trigger=_flow_run_trigger(set(WARNING_EVENTS)),
-            actions=[_slack(blocks, _SUBJECT, _SLACK_BODY)],
+            actions=[_slack(blocks, render("subject"), render("slack_body"))],
         ),
         Automation(
             name=CRITICAL_AUTOMATION,
@@ -453,8 +413,8 @@ def automation_definitions(
                 per_deployment=True,
             ),
             actions=[
-                _slack(blocks, _CRITICAL_SUBJECT, _CRITICAL_NOTE + "the last one:\n" + _SLACK_BODY),
-                _page(blocks, _DEDUP_KEY, _CRITICAL_SUMMARY),
+                _slack(blocks, render("critical_subject"), render("critical_slack")),
+                _page(blocks, render("dedup_key"), render("critical_summary")),
             ],
         ),
         Automation(
@@ -462,7 +422,7 @@ def automation_definitions(
             description="A run of a dlt-tagged deployment Completed: resolve its PagerDuty "
             "incident, if one is open (dedup key per deployment).",
             trigger=_flow_run_trigger({"prefect.flow-run.Completed"}),
-            actions=[_resolve(blocks, _DEDUP_KEY)],
+            actions=[_resolve(blocks, render("dedup_key"))],
         ),
         Automation(
             name=SCHEMA_AUTOMATION,
@@ -483,9 +443,9 @@ def automation_definitions(
             ),
             actions=[
                 _slack(
-                    blocks, _LATE_SUBJECT, _LATE_NOTE.format(minutes=_minutes(late)) + _SLACK_BODY
+                    blocks, render("late_subject"), render("late_slack", minutes=_minutes(late))
                 ),
-                _page(blocks, _DEDUP_KEY, "Not started: " + _DEPLOYMENT + "; " + _RUN_LINE),
+                _page(blocks, render("dedup_key"), render("late_summary")),
             ],
         ),
     ]
@@ -506,12 +466,10 @@ def automation_definitions(
                 actions=[
                     _slack(
                         blocks,
-                        _RUNNING_SUBJECT,
-                        _RUNNING_NOTE.format(minutes=_minutes(limit)) + _SLACK_BODY,
+                        render("running_subject"),
+                        render("running_slack", minutes=_minutes(limit)),
                     ),
-                    _page(
-                        blocks, _DEDUP_KEY, "Running too long: " + _DEPLOYMENT + "; " + _RUN_LINE
-                    ),
+                    _page(blocks, render("dedup_key"), render("running_summary")),
                 ],
             )
         )
@@ -529,9 +487,13 @@ def automation_definitions(
                 within=timedelta(seconds=not_ready),
             ),
             actions=[
-                _slack(blocks, _POOL_SUBJECT, _POOL_BODY.replace("{minutes}", _minutes(not_ready))),
+                _slack(
+                    blocks, render("pool_subject"), render("pool_body", minutes=_minutes(not_ready))
+                ),
                 _page(
-                    blocks, _POOL_DEDUP_KEY, _POOL_BODY.replace("{minutes}", _minutes(not_ready))
+                    blocks,
+                    render("pool_dedup_key"),
+                    render("pool_body", minutes=_minutes(not_ready)),
                 ),
             ],
         ),
@@ -539,7 +501,7 @@ def automation_definitions(
             name=WORK_POOL_RESOLVE_AUTOMATION,
             description=f"Work pools {pools}: one Ready again: resolve its PagerDuty incident.",
             trigger=_work_pool_trigger(work_pools, expect="prefect.work-pool.ready"),
-            actions=[_resolve(blocks, _POOL_DEDUP_KEY)],
+            actions=[_resolve(blocks, render("pool_dedup_key"))],
         ),
     ]
     return definitions

@@ -53,6 +53,17 @@ class Stack:
     worker_env: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
+    def summary(self) -> list[str]:
+        """The addresses an operator needs, one line each (`data-pipelines up` and `demo`)."""
+        return [
+            f"Prefect UI:      {self.prefect_ui_url}",
+            f"Prefect API:     {self.prefect_api_url}",
+            f"OXR API:         {self.oxr_base_url}",
+            f"PostgreSQL:      {self.postgres_address}",
+            *(f"Note: {note}" for note in self.notes),
+            f"Shell setup:     source {shell_env_file()}",
+        ]
+
 
 def _bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))

@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-import local_stack.oxr_sandbox as oxr_sandbox_module
+import local_stack.oxr_sandbox.server as oxr_sandbox_module
 from environments import load_environment
 from flows.exchange_rates import exchange_rates_daily_flow
 from local_stack.oxr_sandbox import OXRSandbox
