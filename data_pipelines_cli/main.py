@@ -121,22 +121,24 @@ def _console_without_tracebacks(args: argparse.Namespace) -> None:
             handler.addFilter(_NoTraceback())
 
 
+# `run <pipeline>` -> (flow module, its flow, the full-refresh flow if it has one); imported
+# only when chosen, since a flow module imports Prefect and dlt.
+RUN_FLOWS: dict[str, tuple[str, str, str | None]] = {
+    "currencies": ("flows.currencies", "currencies_weekly_flow", None),
+    "exchange-rates": ("flows.exchange_rates", "exchange_rates_daily_flow", None),
+    "products": ("flows.products", "products_daily_flow", "products_full_refresh_flow"),
+}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    flows: dict[str, Callable[[], Any]] = {}
-    if args.pipeline == "currencies":
-        from flows.currencies import currencies_weekly_flow
+    import importlib
 
-        flows["currencies"] = currencies_weekly_flow
-    elif args.pipeline == "exchange-rates":
-        from flows.exchange_rates import exchange_rates_daily_flow
-
-        flows["exchange-rates"] = exchange_rates_daily_flow
-    elif args.pipeline == "products":
-        from flows.products import products_daily_flow, products_full_refresh_flow
-
-        flows["products"] = products_full_refresh_flow if args.full_refresh else products_daily_flow
+    module, flow_name, full_refresh_flow = RUN_FLOWS[args.pipeline]
+    if args.full_refresh and full_refresh_flow:
+        flow_name = full_refresh_flow
+    flow = getattr(importlib.import_module(module), flow_name)
     _console_without_tracebacks(args)
-    result = flows[args.pipeline]()
+    result = flow()
     print(json.dumps(result, indent=2, default=str))
     return 0
 
@@ -363,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "pipeline",
-        choices=["currencies", "exchange-rates", "products"],
+        choices=list(RUN_FLOWS),
         help="currencies: OXR currencies.json; exchange-rates: OXR latest.json (the daily "
         "run); products: the PostgreSQL audit log, incremental",
     )
