@@ -12,14 +12,13 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any
 
-from environments import environment_name, load_environment
-from environments.run_guard import prefect_api_url
+from data_pipelines_cli.preflight import preflight
+from environments import load_environment
 from pipelines.text_table import text_table
 from sources import exchange_rate_dates
-from sources.errors import ConfigurationError, PermanentSourceError, TransientSourceError
+from sources.errors import PermanentSourceError, TransientSourceError
 
 DESCRIPTION = """\
 data-pipelines: dlt pipelines (Open Exchange Rates, the PostgreSQL products audit log) into a
@@ -455,111 +454,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_oxr_key() -> None:
-    """Set, shaped like an app id, and accepted by OXR: one `usage.json` request, no retries."""
-    from sources.exchange_rates import resolve_settings
-    from sources.open_exchange_rates.client import check_api_key
-
-    settings = resolve_settings()
-    check_api_key(settings.api_key, settings.base_url)
-
-
-def _check_products_source() -> None:
-    """Lookback, DSN, credentials, table and column types, as the run would refuse them."""
-    from pipelines.products import products_dsn
-    from sources.products import (
-        PostgresUnavailableError,
-        check_source,
-        configured_lookback,
-        configured_table,
-        parse_lookback,
-    )
-
-    lookback = configured_lookback()
-    parse_lookback(lookback)  # no connection needed to refuse a typo
-    schema_name, table_name = configured_table()
-    try:
-        check_source(products_dsn(load_environment()), schema_name, table_name, lookback)
-    except PostgresUnavailableError as error:
-        # Nothing has started, so nothing retries it here: say what to check.
-        raise ConfigurationError(
-            f"{error}. Check host and port in [sources.products] credentials "
-            "(SOURCES__PRODUCTS__CREDENTIALS) or start the database, then rerun."
-        ) from None
-
-
-def _check_environment_name() -> None:
-    """`DATA_PIPELINES_ENV` names a known environment (no dlt import, no file)."""
-    environment_name()
-
-
-def _check_one_data_folder() -> None:
-    """An explicit data folder holds everything: no dlt folder exported elsewhere splits it.
-
-    `DATA_PIPELINES_DATA_DIR` moves the bucket, dlt's state and the warehouse together (dlt's
-    folders follow it). A `DLT_DATA_DIR` or `DLT_LOCAL_DIR` exported outside it (e.g. by a
-    stack.env written before they stopped being exported) would send part of a run elsewhere.
-    """
-    chosen = os.environ.get("DATA_PIPELINES_DATA_DIR")
-    if not chosen:
-        return
-    folder = Path(chosen).resolve()
-    for variable in ("DLT_DATA_DIR", "DLT_LOCAL_DIR"):
-        value = os.environ.get(variable)
-        if value and not Path(value).resolve().is_relative_to(folder):
-            raise ConfigurationError(
-                f"{variable}={value} is outside DATA_PIPELINES_DATA_DIR={chosen}, which would "
-                f"split this run's data between two folders: unset {variable} (the data "
-                "folder sets dlt's folders itself; `data-pipelines up` rewrites stack.env "
-                "without it), then rerun."
-            )
-
-
-def _check_run_guard_api() -> None:
-    """Production runs hold their pipeline on the operator's Prefect API, never a temporary one."""
-    if environment_name() != "production":
-        return
-    if prefect_api_url() is None:
-        raise ConfigurationError(
-            "No Prefect API for a production run: it holds its pipeline's one-run limit on "
-            "the Prefect server the workers use. Export PREFECT_API_URL (and PREFECT_API_KEY on "
-            "Prefect Cloud) as for `prefect deployment run`, or `prefect profile use` that "
-            "server's profile, then rerun."
-        )
-
-
-# Commands that build the environment (DATA_PIPELINES_ENV) or touch the data folder.
-_USES_ENVIRONMENT = ("run", "backfill", "verify", "query", "simulate-day", "apply")
-_USES_DATA_FOLDER = ("run", "backfill", "verify", "query", "simulate-day", "up", "demo")
-
-
-def preflight(args: argparse.Namespace) -> None:
-    """Refuse bad input before anything starts: no Prefect server, no pipeline, nothing written.
-
-    Cheapest first, each a one-line permanent error: dates (no dlt import), the environment's
-    name, the data folder, then what needs dlt's configuration (the products lookback, the OXR
-    key's shape), then one request or connection each (the key at OXR's free `usage.json`, the
-    products database, its table and column types). Docs: docs/operations.md, "Command-line
-    errors".
-    """
-    if args.command == "backfill":
-        exchange_rate_dates.validate_date_range(args.start_date, args.end_date)
-    if args.command in _USES_ENVIRONMENT:
-        _check_environment_name()
-    if args.command in _USES_DATA_FOLDER:
-        _check_one_data_folder()
-    if args.command in ("run", "backfill"):
-        _check_run_guard_api()
-    uses_oxr = args.command == "backfill" or getattr(args, "pipeline", None) in (
-        "currencies",
-        "exchange-rates",
-    )
-    if uses_oxr:
-        _check_oxr_key()
-    if getattr(args, "pipeline", None) == "products":
-        _check_products_source()
-
-
 def report_failure(error: BaseException, debug: bool) -> int:
     """One line on stderr (the cause and its fix), the traceback only when debugging."""
     if isinstance(error, exchange_rate_dates.InvalidDateError) and not debug:
@@ -575,7 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes")
     try:
-        preflight(args)
+        preflight(args)  # bad input refused before anything starts
         return int(COMMANDS[args.command](args) or 0)
     except KeyboardInterrupt:
         return 130
