@@ -28,8 +28,8 @@ secrets; the tests shrink them through the same settings.
 
 The blocks
 ----------
-The issue names them `slack-webhook/alerts` and `pager-duty-webhook/data-pipelines`, Prefect's own
-block types. We keep their names and their wire formats but not those two block classes, because
+Alerts go to two blocks, `slack-webhook/alerts` and `pager-duty-webhook/data-pipelines`, Prefect's
+own block types. We keep their names and their wire formats but not those two block classes, because
 neither can reach a URL we choose, and the local stack (and the tests) must point them at a
 receiver on 127.0.0.1:
 
@@ -44,7 +44,7 @@ receiver on 127.0.0.1:
   classes (and installed collections) are registered.
 
 So both are Prefect's `CustomWebhookNotificationBlock` (slug `custom-webhook`, shipped with
-Prefect, so any server can run it), named after the issue's blocks:
+Prefect, so any server can run it), named after those two blocks:
 
 - `custom-webhook/slack-alerts` posts Slack's incoming-webhook body, `{"text", "blocks"}`
   (Block Kit header + mrkdwn section), to the Slack webhook URL;
@@ -82,8 +82,8 @@ from uuid import UUID
 from infra.prefect_setup import WORK_POOL_NAMES
 from pipelines.environment import ConfigurationError, configure_runtime
 
-SLACK_BLOCK_NAME = "slack-alerts"  # the issue's slack-webhook/alerts
-PAGERDUTY_BLOCK_NAME = "pagerduty-data-pipelines"  # the issue's pager-duty-webhook/data-pipelines
+SLACK_BLOCK_NAME = "slack-alerts"  # stands for slack-webhook/alerts
+PAGERDUTY_BLOCK_NAME = "pagerduty-data-pipelines"  # stands for pager-duty-webhook/data-pipelines
 PAGERDUTY_RESOLVE_BLOCK_NAME = "pagerduty-data-pipelines-resolve"
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 WARNING_AUTOMATION = "data-pipelines: dlt run failed (warning)"
