@@ -31,8 +31,8 @@ from prefect.states import Failed, State
 from flows.retry_policy import flow_deadline, flow_deadline_passed, flow_timeout
 from pipelines.dlt_patches import keep_dlt_format_on_own_handler
 from pipelines.errors import is_bad_input, one_line_cause
+from pipelines.names import REFUSED_STATE_NAME
 
-REFUSED_STATE_NAME = "Refused"
 # The failure's traceback goes to the run's logs in the UI only: a console (the CLI running a
 # flow in process) gets the one-line cause, and the traceback with --debug.
 _TRACEBACKS = logging.getLogger("flows.tracebacks")

@@ -26,6 +26,7 @@ from sources.errors import ConfigurationError
 __all__ = [
     "BUCKET_URL_VAR",
     "DATA_DIR_VAR",
+    "ENV_VAR",
     "PROJECT_DIR",
     "SNOWPIPE_DATABASE",
     "WAREHOUSE_DATABASE",
@@ -39,6 +40,9 @@ __all__ = [
     "pipelines_dir",
 ]
 
+# The one variable that chooses the environment (`environments.load_environment`); here, below
+# every package that names it (infra sets it in deployments' job variables).
+ENV_VAR = "DATA_PIPELINES_ENV"
 DATA_DIR_VAR = "DATA_PIPELINES_DATA_DIR"
 BUCKET_URL_VAR = "DATA_PIPELINES_BUCKET_URL"
 
