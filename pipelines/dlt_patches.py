@@ -40,7 +40,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +137,12 @@ def fingerprints(patch: str) -> tuple[str, ...]:
 
 @functools.cache
 def installed(library: str) -> str:
-    return version(library)
+    """The installed version of `library` ("unknown" without package metadata: then the
+    fingerprints decide)."""
+    try:
+        return version(library)
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def moved_libraries(patch: str) -> dict[str, str]:
