@@ -18,7 +18,7 @@ The bare pipeline call is the same pipeline function in a fresh process without 
 same environment and data folder, in steady state like the measured runs: `import` (our module
 and dlt) and `call`, interpreter start excluded.
 
-The ratio the issue asks for: deployment trigger -> Completed ÷ (bench-trivial trigger ->
+The ratio reported: deployment trigger -> Completed ÷ (bench-trivial trigger ->
 Completed + bare pipeline call), medians. Figures, not a pass/fail test.
 """
 

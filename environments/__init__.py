@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import os
 
-from pipelines.environment import ConfigurationError, Environment, configure_runtime
+from pipelines.environment import ENV_VAR, ConfigurationError, Environment, configure_runtime
 
-ENV_VAR = "DATA_PIPELINES_ENV"
 ENVIRONMENT_NAMES = ("local", "production")
 
 

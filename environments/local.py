@@ -11,24 +11,23 @@ from environments.run_guard import pipeline_guard
 from local_stack.warehouse import local_bucket_url, warehouse_lock
 from pipelines.environment import Environment, Query, TableQuery
 from pipelines.names import WAREHOUSE_DATABASE
-from pipelines.runner import with_atomic_swaps
+from pipelines.runner import atomic_swap_options
 
 # Named destination in .dlt/config.toml: dlt's own CLI (`dlt pipeline NAME info`, `drop`)
 # attaches to it by this name (kept in the pipeline state) and finds the same DuckDB file.
 LOCAL_WAREHOUSE_DESTINATION = "dlt"
 
 
-def _warehouse() -> Any:
+def _warehouse(**options: Any) -> Any:
     from dlt.common.destination import Destination
     from dlt.common.destination.configuration import ParquetFormatConfiguration
 
-    return with_atomic_swaps(
-        Destination.from_reference(
-            LOCAL_WAREHOUSE_DESTINATION,
-            # Load files live seconds on the local disk, next to the warehouse: compressing
-            # them costs more than it saves (products 1M rows: extract 0.94 -> 0.78 s).
-            parquet_format=ParquetFormatConfiguration(compression="none"),
-        )
+    return Destination.from_reference(
+        LOCAL_WAREHOUSE_DESTINATION,
+        # Load files live seconds on the local disk, next to the warehouse: compressing
+        # them costs more than it saves (products 1M rows: extract 0.94 -> 0.78 s).
+        parquet_format=ParquetFormatConfiguration(compression="none"),
+        **atomic_swap_options(**options),
     )
 
 

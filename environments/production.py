@@ -19,16 +19,16 @@ from pipelines.environment import (
     configured_bucket_url,
 )
 from pipelines.names import WAREHOUSE_DATABASE
-from pipelines.runner import make_pipeline, with_atomic_swaps
+from pipelines.runner import atomic_swap_options, make_pipeline
 
 
-def _warehouse() -> Any:
+def _warehouse(**options: Any) -> Any:
     import dlt
 
     # Credentials (account, user, key or password, warehouse, role) resolve from dlt config
     # under [destination.snowflake.credentials]; the database is fixed by our design.
-    return with_atomic_swaps(
-        dlt.destinations.snowflake(credentials={"database": WAREHOUSE_DATABASE})
+    return dlt.destinations.snowflake(
+        credentials={"database": WAREHOUSE_DATABASE}, **atomic_swap_options(**options)
     )
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -30,9 +29,10 @@ from prefect.logging.handlers import APILogHandler
 from prefect.states import Failed, State
 
 from flows.retry_policy import flow_deadline, flow_deadline_passed, flow_timeout
+from pipelines.dlt_patches import keep_dlt_format_on_own_handler
 from pipelines.errors import is_bad_input, one_line_cause
+from pipelines.names import REFUSED_STATE_NAME
 
-REFUSED_STATE_NAME = "Refused"
 # The failure's traceback goes to the run's logs in the UI only: a console (the CLI running a
 # flow in process) gets the one-line cause, and the traceback with --debug.
 _TRACEBACKS = logging.getLogger("flows.tracebacks")
@@ -43,29 +43,10 @@ FORWARDED_LOGGERS = ("pipelines", "sources", "environments", "local_stack")
 DLT_LOGGER = "dlt"
 
 
-class _DltOwnHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The handler dlt formats: dlt's lines on stderr in dlt's own format.
-
-    dlt (re)initialises its logger at runtime setup and puts its timestamped format
-    (`{asctime}|[{levelname}]|{process}|...`) on the *first* handler of the `dlt` logger. Under
-    `PREFECT_LOGGING_EXTRA_LOGGERS=dlt` that was Prefect's API handler, shared with
-    `prefect.flow_runs` and `prefect.task_runs`, so every line of the run's logs got a second
-    timestamp. Keeping this handler first gives dlt one of its own to format.
-    """
-
-
-def _keep_dlt_format_off_prefect(dlt_logger: logging.Logger) -> None:
-    if not dlt_logger.handlers or not isinstance(dlt_logger.handlers[0], _DltOwnHandler):
-        dlt_logger.handlers.insert(0, _DltOwnHandler(sys.stderr))
-    for handler in dlt_logger.handlers[1:]:
-        # undo a format dlt set before this process first got here
-        formatter = handler.formatter
-        if isinstance(handler, APILogHandler) and type(formatter).__module__.startswith("dlt."):
-            handler.setFormatter(None)
-
-
-# Now, before anything here reads dlt config (the flow decorators do): that sets dlt's logging up.
-_keep_dlt_format_off_prefect(logging.getLogger(DLT_LOGGER))
+# dlt formats the first handler of its logger; Prefect's API handler, shared with
+# `prefect.flow_runs`, must not be it (a second timestamp on every line of the run's logs). Now,
+# before anything here reads dlt config (the flow decorators do): that sets dlt's logging up.
+keep_dlt_format_on_own_handler(APILogHandler)
 
 
 @contextmanager
@@ -78,7 +59,7 @@ def pipeline_logs_in_prefect() -> Iterator[None]:
     handler = APILogHandler()
     ours = [logging.getLogger(name) for name in FORWARDED_LOGGERS]
     dlt_logger = logging.getLogger(DLT_LOGGER)
-    _keep_dlt_format_off_prefect(dlt_logger)
+    keep_dlt_format_on_own_handler(APILogHandler)
     attached = list(ours)
     if not any(isinstance(h, APILogHandler) for h in dlt_logger.handlers):
         attached.append(dlt_logger)

@@ -26,17 +26,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.errors import SchemaContractViolation
+from pipelines.names import (
+    COLUMN_RETYPED,
+    COLUMNS_ADDED,
+    COLUMNS_DROPPED,
+    TABLE_RESOURCE_PREFIX,
+)
 
 logger = logging.getLogger(__name__)
 
-EVENT_PREFIX = "data-pipelines.schema."
-TABLE_RESOURCE_PREFIX = "data-pipelines.table."
-COLUMNS_ADDED = EVENT_PREFIX + "columns-added"
-COLUMNS_DROPPED = EVENT_PREFIX + "columns-dropped"
-COLUMN_RETYPED = EVENT_PREFIX + "column-retyped"
-# Of these, the schema-change automation sends Slack messages (a retyped column fails its run,
-# whose failure alert already carries the cause and the fix).
-SLACK_EVENTS = frozenset({COLUMNS_ADDED, COLUMNS_DROPPED})
 
 _ADDED_FIX = (
     "Nothing to do if the column is wanted: it is loaded from now on (earlier rows hold NULL). "

@@ -10,7 +10,7 @@ Every alert says what failed and fits the failure (docs/operations.md says what 
 - proactive (alerts on something that did NOT happen; Slack and PagerDuty): a scheduled run of a
   `dlt` deployment still not started `late_after_seconds` after it turned Late (worker down);
   a run still Running `running_grace_seconds` after its flow's timeout (hung or lost process;
-  one automation per flow, sized from `flows.retry_policy.flow_timeout`); any work pool the
+  one automation per flow, sized from `pipelines.timeouts.flow_timeout`); any work pool the
   project defines (`infra.prefect_setup.WORK_POOLS`) Not Ready (no live worker) for
   `work_pool_not_ready_seconds`;
 - schema change (Slack only, never a page): a run of a `dlt`-tagged deployment added columns
@@ -28,8 +28,8 @@ secrets; the tests shrink them through the same settings.
 
 The blocks
 ----------
-The issue names them `slack-webhook/alerts` and `pager-duty-webhook/data-pipelines`, Prefect's own
-block types. We keep their names and their wire formats but not those two block classes, because
+Alerts go to two blocks, `slack-webhook/alerts` and `pager-duty-webhook/data-pipelines`, Prefect's
+own block types. We keep their names and their wire formats but not those two block classes, because
 neither can reach a URL we choose, and the local stack (and the tests) must point them at a
 receiver on 127.0.0.1:
 
@@ -44,7 +44,7 @@ receiver on 127.0.0.1:
   classes (and installed collections) are registered.
 
 So both are Prefect's `CustomWebhookNotificationBlock` (slug `custom-webhook`, shipped with
-Prefect, so any server can run it), named after the issue's blocks:
+Prefect, so any server can run it), named after those two blocks:
 
 - `custom-webhook/slack-alerts` posts Slack's incoming-webhook body, `{"text", "blocks"}`
   (Block Kit header + mrkdwn section), to the Slack webhook URL;
@@ -82,9 +82,10 @@ from uuid import UUID
 from infra.alert_templates import render
 from infra.prefect_setup import WORK_POOL_NAMES
 from pipelines.environment import ConfigurationError, configure_runtime
+from pipelines.names import REFUSED_STATE_NAME
 
-SLACK_BLOCK_NAME = "slack-alerts"  # the issue's slack-webhook/alerts
-PAGERDUTY_BLOCK_NAME = "pagerduty-data-pipelines"  # the issue's pager-duty-webhook/data-pipelines
+SLACK_BLOCK_NAME = "slack-alerts"  # stands for slack-webhook/alerts
+PAGERDUTY_BLOCK_NAME = "pagerduty-data-pipelines"  # stands for pager-duty-webhook/data-pipelines
 PAGERDUTY_RESOLVE_BLOCK_NAME = "pagerduty-data-pipelines-resolve"
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 WARNING_AUTOMATION = "data-pipelines: dlt run failed (warning)"
@@ -95,7 +96,6 @@ RUNNING_AUTOMATION_PREFIX = "data-pipelines: running too long: "
 WORK_POOL_AUTOMATION = "data-pipelines: work pool not ready"
 WORK_POOL_RESOLVE_AUTOMATION = "data-pipelines: work pool ready (resolve page)"
 SCHEMA_AUTOMATION = "data-pipelines: schema changed (Slack)"
-REFUSED_STATE_NAME = "Refused"  # flows/pipeline_flow.py: a run refused for its input
 # Outages: these count toward the page. A Refused run is Failed-typed but only warns.
 FAILED_EVENTS = frozenset(
     {"prefect.flow-run.Failed", "prefect.flow-run.Crashed", "prefect.flow-run.TimedOut"}
@@ -340,10 +340,10 @@ def _schema_change_trigger() -> Any:
     """A schema-change event (`flows/schema_events.py`) from a `dlt`-tagged run: each one."""
     from prefect.events.schemas.automations import EventTrigger, Posture
 
-    from flows.schema_events import SLACK_EVENTS, TABLE_RESOURCE_PREFIX
+    from pipelines.names import SLACK_SCHEMA_EVENTS, TABLE_RESOURCE_PREFIX
 
     return EventTrigger(
-        expect=set(SLACK_EVENTS),
+        expect=set(SLACK_SCHEMA_EVENTS),
         match={"prefect.resource.id": TABLE_RESOURCE_PREFIX + "*"},
         match_related=dict(DLT_TAG),
         posture=Posture.Reactive,
@@ -381,14 +381,14 @@ def automation_definitions(
     """Every automation, as Prefect objects (not yet applied).
 
     `flow_timeouts` (flow name -> seconds) sizes the "running too long" alerts; by default the
-    flows' own timeouts (`flows.retry_policy`), read from the same config the flows read.
+    flows' own timeouts (`pipelines.timeouts`), read from the same config the flows read.
     `work_pools` are the pools watched for Not Ready: every pool the project defines.
     """
     from prefect.automations import Automation
 
     windows = windows or windows_from_config()
     if flow_timeouts is None:
-        from flows.retry_policy import flow_timeouts as configured_flow_timeouts
+        from pipelines.timeouts import flow_timeouts as configured_flow_timeouts
 
         flow_timeouts = configured_flow_timeouts()
     late = windows.late_after_seconds

@@ -18,10 +18,9 @@ from typing import Any
 
 import yaml
 
-from environments import ENV_VAR
+from pipelines.environment import ENV_VAR, PROJECT_DIR
 from pipelines.names import DLT_PIPELINES, pipeline_concurrency_tag
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 PREFECT_FILE = PROJECT_DIR / "prefect.yaml"
 GIT_TOKEN_BLOCK = "data-pipelines-git-token"
 

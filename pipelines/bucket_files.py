@@ -1,12 +1,8 @@
 """Whole files only in the exchange-rates bucket: atomic local writes, checks, quarantine.
 
-- S3 makes an object visible only once its upload is complete. A local bucket folder did not:
-  dlt's filesystem destination copies each file with fsspec's `LocalFileSystem.put_file`, a
-  plain `shutil.copyfile` to the final name, so a crash mid-copy left half a file under a day's
-  name. `AtomicLocalFileSystem` writes to a hidden temporary name in the same folder and
-  renames it over the final name, which is how S3 behaves; it is registered for `file://` once
-  per process by `use_atomic_local_files` (dlt picks fsspec's class by protocol and has no hook
-  of its own for this).
+- S3 makes an object visible only once its upload is complete; a local bucket folder shows
+  whole files only because `use_atomic_local_files` makes fsspec's `file://` class copy to a
+  hidden temporary name and rename (a library patch: pipelines/dlt_patches.py).
 - A day file counts as present only if it reads back whole and its row passes the same data
   contract as an answer at the door; anything else is moved aside to
   `<bucket>/_quarantine/<prefix>/<UTC time>/...` (outside the watched prefix, so Snowpipe never
@@ -15,60 +11,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
-
+# re-exported: the exchange-rates pipeline takes it from here with the bucket checks
+from pipelines.dlt_patches import use_atomic_local_files as use_atomic_local_files
 from sources.open_exchange_rates.contract import OXRDataError, validate_historical
 
 logger = logging.getLogger(__name__)
 
 QUARANTINE_PREFIX = "_quarantine"
-# Temporary names start with a dot and end with this: never a `.jsonl.gz` the pipe would load,
-# never a date `days_in_bucket` would count.
-PARTIAL_SUFFIX = ".partial"
-
-
-class AtomicLocalFileSystem(LocalFileSystem):
-    """fsspec's local filesystem, but a copied file appears under its name whole or not at all."""
-
-    def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
-        source, target = self._strip_protocol(path1), self._strip_protocol(path2)
-        if not self.isfile(source):
-            super().cp_file(path1, path2, **kwargs)  # directories and errors as before
-            return
-        if self.auto_mkdir:
-            self.makedirs(self._parent(target), exist_ok=True)
-        folder, name = os.path.split(target)
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=PARTIAL_SUFFIX)
-        try:
-            with os.fdopen(handle, "wb") as out, open(source, "rb") as data:
-                shutil.copyfileobj(data, out)
-                out.flush()
-                os.fsync(out.fileno())  # the bytes are on disk before the name points at them
-            shutil.copymode(source, temporary)
-            os.replace(temporary, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
-
-
-def use_atomic_local_files() -> None:
-    """Make fsspec's `file://` (dlt's local filesystem destination) write atomically."""
-    if fsspec.get_filesystem_class("file") is not AtomicLocalFileSystem:
-        fsspec.register_implementation("file", AtomicLocalFileSystem, clobber=True)
 
 
 def day_file_problem(content: bytes, name: str, day: date) -> str | None:

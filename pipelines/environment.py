@@ -13,7 +13,6 @@ folder) and dlt's runtime settings (state inside that folder, telemetry off).
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -27,6 +26,7 @@ from sources.errors import ConfigurationError
 __all__ = [
     "BUCKET_URL_VAR",
     "DATA_DIR_VAR",
+    "ENV_VAR",
     "PROJECT_DIR",
     "SNOWPIPE_DATABASE",
     "WAREHOUSE_DATABASE",
@@ -40,6 +40,9 @@ __all__ = [
     "pipelines_dir",
 ]
 
+# The one variable that chooses the environment (`environments.load_environment`); here, below
+# every package that names it (infra sets it in deployments' job variables).
+ENV_VAR = "DATA_PIPELINES_ENV"
 DATA_DIR_VAR = "DATA_PIPELINES_DATA_DIR"
 BUCKET_URL_VAR = "DATA_PIPELINES_BUCKET_URL"
 
@@ -57,8 +60,9 @@ class Environment:
 
     # Shown in reports and logs; no code branches on it.
     name: str
-    # The dlt destination for the `DLT` database (DuckDB file locally, Snowflake in production).
-    warehouse: Callable[[], Any]
+    # The dlt destination for the `DLT` database (DuckDB file locally, Snowflake in production);
+    # keyword arguments are more options of dlt's destination factory (`replace_strategy=`).
+    warehouse: Callable[..., Any]
     # The bucket's base URL (a local folder as file:// URL, or s3://...).
     bucket_url: Callable[[], str]
     # What follows files landing under the exchange-rates prefix: locally the pipe stand-in
@@ -122,7 +126,9 @@ def configure_runtime() -> None:
         os.environ.setdefault(name, value)
     Path(os.environ["DLT_LOCAL_DIR"]).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
-    _dlt_urls_without_sqlalchemy()
+    from pipelines import dlt_patches  # here: it imports fsspec, which only dlt's users need
+
+    dlt_patches.dlt_urls_without_sqlalchemy()
     _quiet_snowflake_logout_notice()
 
 
@@ -139,22 +145,6 @@ def _quiet_snowflake_logout_notice() -> None:
         message="enable_server_session_keep_alive_auto_detection was not set",
         category=FutureWarning,
     )
-
-
-def _dlt_urls_without_sqlalchemy() -> None:
-    """Have dlt parse and print connection URLs with its own copy of SQLAlchemy's URL class.
-
-    dlt does so whenever SQLAlchemy is not installed; it is installed here only because
-    Prefect needs it, and importing it cost 0.2 s of every run (dlt parses credentials and
-    renders the destination's into each LoadInfo). No pipeline of ours uses SQLAlchemy.
-    Left alone when something already imported either module.
-    """
-    compat = "dlt.common.libs.sql_alchemy_compat"
-    if compat in sys.modules or "sqlalchemy" in sys.modules:
-        return
-    from dlt.common.libs import sql_alchemy_shims
-
-    sys.modules[compat] = sql_alchemy_shims
 
 
 def pipelines_dir() -> str:

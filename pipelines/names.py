@@ -1,6 +1,7 @@
 """Names that must hold everywhere: databases, tables users read, dlt pipelines, Prefect tags.
 
-Defined once; the pipelines, `verify`, the CLI, the local pipe and `infra/` import them. The
+Defined once; the pipelines, `verify`, the flows, the CLI, the local pipe and `infra/` import
+them. The
 local DuckDB files are named after the production databases, so every three-part name here is
 a valid query in both environments.
 """
@@ -32,6 +33,22 @@ USER_TABLES: tuple[str, ...] = (
     EXCHANGE_RATES_TABLE,
     EXCHANGE_RATES_LATEST_VIEW,
 )
+
+
+# The Failed-typed state of a run refused for its input (a bad backfill date): it alerts Slack but
+# never counts toward a page (flows/pipeline_flow.py sets it, infra/alerting.py routes it).
+REFUSED_STATE_NAME = "Refused"
+
+# Prefect events for schema changes (flows/schema_events.py emits them, infra/alerting.py's
+# automation sends the Slack ones): the event names and the table resource's id prefix.
+SCHEMA_EVENT_PREFIX = "data-pipelines.schema."
+TABLE_RESOURCE_PREFIX = "data-pipelines.table."
+COLUMNS_ADDED = SCHEMA_EVENT_PREFIX + "columns-added"
+COLUMNS_DROPPED = SCHEMA_EVENT_PREFIX + "columns-dropped"
+COLUMN_RETYPED = SCHEMA_EVENT_PREFIX + "column-retyped"
+# Of these, the schema-change automation sends Slack messages (a retyped column fails its run,
+# whose failure alert already carries the cause and the fix).
+SLACK_SCHEMA_EVENTS = frozenset({COLUMNS_ADDED, COLUMNS_DROPPED})
 
 
 def pipeline_concurrency_tag(dlt_pipeline: str) -> str:

@@ -185,18 +185,20 @@ def _run(
     environment: Environment, pipeline: dlt.Pipeline, dsn: str, full_refresh: bool
 ) -> LoadInfo:
     source = products_source(credentials=dsn)
+    load_destination = None
     if full_refresh or cursor_value(pipeline) is None:
         _reset_cursor(pipeline)
         source.resources[RESOURCE_NAME].apply_hints(write_disposition="replace")
         if not _warehouse_has_table(pipeline, environment):
             # Nothing to keep visible yet, so no staging copy to swap in: load straight into
             # the new table (10M rows: load step 28 -> 20 s, peak RSS 590 -> 478 MiB).
-            pipeline.destination.config_params["replace_strategy"] = "truncate-and-insert"
+            load_destination = environment.warehouse(replace_strategy="truncate-and-insert")
     try:
         return extract_normalize_load(
             pipeline,
             source,
             load_lock=environment.warehouse_lock,
+            load_destination=load_destination,
             schema_contract=SCHEMA_CONTRACT,
         )
     except Exception as error:

@@ -9,9 +9,9 @@ from typing import Any
 
 import dlt
 import pyarrow
-from dlt.common.destination import Destination
 from dlt.common.pipeline import LoadInfo
 
+from pipelines import dlt_patches
 from pipelines.environment import configure_runtime, pipelines_dir
 from pipelines.locks import pipeline_run_lock
 
@@ -21,18 +21,17 @@ LoadLock = Callable[[], AbstractContextManager[Any]]
 REPLACE_STRATEGY = "insert-from-staging"
 
 
-def with_atomic_swaps(destination: Any) -> Any:
-    """Readers never see a half or empty table, whatever the write disposition.
+def atomic_swap_options(**options: Any) -> dict[str, Any]:
+    """dlt destination factory options (plus `options`) so readers never see a half or empty table.
 
     `replace` loads into the staging dataset and swaps in; dlt runs the staging -> table SQL
     (DELETE + INSERT for replace and merge) in one transaction only when
     `supports_transactions` is set, and neither the duckdb nor the snowflake factory sets it
     (dlt 1.31): a failing INSERT then left an EMPTY table behind (tests/test_products.py
-    proves the fix). Both engines support transactions.
+    proves the fix). Both engines support transactions. Both are public keyword arguments of
+    every dlt destination factory (a destination setting and a capability); `options` win.
     """
-    destination.config_params["replace_strategy"] = REPLACE_STRATEGY
-    destination.caps_params["supports_transactions"] = True
-    return destination
+    return {"replace_strategy": REPLACE_STRATEGY, "supports_transactions": True, **options}
 
 
 def make_pipeline(
@@ -40,10 +39,10 @@ def make_pipeline(
 ) -> dlt.Pipeline:
     """A dlt pipeline whose working folder and state stay in the project data folder."""
     configure_runtime()
-    _parquet_without_dictionaries()
+    dlt_patches.parquet_without_dictionaries()
     return dlt.pipeline(
         pipeline_name=pipeline_name,
-        destination=capabilities_resolved_once(destination),
+        destination=dlt_patches.capabilities_resolved_once(destination),
         dataset_name=dataset_name,
         pipelines_dir=pipelines_dir(),
         **kwargs,
@@ -68,82 +67,20 @@ def start_from_destination(
     return pipeline
 
 
-def _parquet_without_dictionaries() -> None:
-    """dlt's parquet files without dictionary encoding: 2.7x cheaper to write, ~17% larger.
-
-    Writing parquet was the largest CPU cost of a products full load (10M rows: extract
-    7.6 -> 6.0 s, total 11.1 -> 9.5 s; snappy files 24 -> 28 MB per 1M rows, docs/benchmarks.md).
-    Dictionary encoding hashes every value of every column chunk, mostly in vain for unique
-    ids and timestamps. dlt 1.31 has no setting for it (its parquet options stop at
-    compression and page size), so this is dlt's own writer method with `use_dictionary=False`
-    added; tests/test_runner.py checks dlt's files keep its compression and lose dictionaries.
-    """
-    from dlt.common.data_writers.writers import ParquetDataWriter
-
-    if getattr(ParquetDataWriter._create_writer, "without_dictionaries", False):
-        return
-
-    def _create_writer(self: ParquetDataWriter, schema: Any) -> Any:
-        import pyarrow.parquet as pq
-
-        options = self.parquet_format
-        return pq.ParquetWriter(
-            self._f,
-            schema,
-            flavor=options.flavor,
-            version=options.version,
-            compression=options.compression,
-            data_page_size=options.data_page_size,
-            coerce_timestamps=options.coerce_timestamps,
-            allow_truncated_timestamps=options.allow_truncated_timestamps,
-            use_compliant_nested_type=options.use_compliant_nested_type,
-            write_page_index=options.write_page_index,
-            use_content_defined_chunking=options.use_content_defined_chunking,
-            use_dictionary=False,
-        )
-
-    _create_writer.without_dictionaries = True  # type: ignore[attr-defined]
-    ParquetDataWriter._create_writer = _create_writer  # type: ignore[method-assign]
-
-
-def capabilities_resolved_once(destination: Any) -> Any:
-    """Let `destination` resolve its configuration for `capabilities()` once, not per lookup.
-
-    dlt 1.31 re-resolves the whole destination configuration (config providers, credentials
-    parsing) on every `capabilities()` call made without a config: 16 calls, ~0.3 s of a
-    ~0.8 s products run with no new rows. Configuration does not change within a run and a
-    pipeline is made per run, so the first answer per naming convention stands. Calls with
-    an explicit config (the load step's client) still go to dlt unchanged.
-    """
-    if not isinstance(destination, Destination):
-        return destination  # a name or reference: dlt builds the factory itself
-    resolve = destination.capabilities
-    resolved: dict[Any, Any] = {}
-
-    def capabilities(config: Any = None, naming: Any = None) -> Any:
-        if config is not None:
-            return resolve(config, naming)
-        # naming adjusts case folding and identifier lengths: same class + length, same caps
-        key = None if naming is None else (type(naming), getattr(naming, "max_length", None))
-        if key not in resolved:
-            resolved[key] = resolve(None, naming)
-        return resolved[key].copy()  # a caller may adjust its copy; ours stays as resolved
-
-    destination.capabilities = capabilities  # type: ignore[method-assign]
-    return destination
-
-
 def extract_normalize_load(
     pipeline: dlt.Pipeline,
     data: Any,
     *,
     load_lock: LoadLock = nullcontext,
+    load_destination: Any = None,
     **extract_kwargs: Any,
 ) -> LoadInfo:
     """`pipeline.run`, split so that only the load step holds the environment's load lock.
 
     Extraction (API calls, database reads) runs in parallel across flows; the short load into
     a local DuckDB file is serialised because DuckDB allows one writing process per file.
+    `load_destination`, if given, is the destination factory the load step uses from now on
+    (dlt's `pipeline.load(destination=...)`): the same destination with other options.
     """
     pipeline.extract(data, **extract_kwargs)
     # Arrow's allocator keeps the extract's freed buffers; give them back before the load
@@ -151,7 +88,9 @@ def extract_normalize_load(
     pyarrow.default_memory_pool().release_unused()
     pipeline.normalize()
     with load_lock():
-        return pipeline.load()
+        if load_destination is None:
+            return pipeline.load()
+        return pipeline.load(destination=dlt_patches.capabilities_resolved_once(load_destination))
 
 
 def load_summary(load_info: LoadInfo) -> dict[str, Any]:

@@ -38,7 +38,7 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 DEPLOYMENT = "currencies-weekly/production"
 DEDUP_KEY = "data-pipelines/currencies-weekly/production"
 ROUTING_KEY = "local-routing-key-0123456789abcdef"
-# FIELD-NOTES measured 26-30 s from failure to webhook; leave room on a busy 2-core machine.
+# Measured: 26-30 s from failure to webhook; leave room on a busy 2-core machine.
 ALERT_TIMEOUT = 120
 
 

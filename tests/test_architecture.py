@@ -4,25 +4,25 @@ no two modules import each other (directly or around a circle), lazy imports inc
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from pipelines.environment import PROJECT_DIR
 
-PACKAGES = (
-    "sources",
-    "pipelines",
-    "flows",
-    "environments",
-    "infra",
-    "local_stack",
-    "data_pipelines_cli",
-)
-# What each layer may import from this project (besides itself).
-ALLOWED: dict[str, set[str]] = {
-    "sources": set(),
-    "pipelines": {"sources"},
-    "flows": {"pipelines", "sources", "environments"},
+# What each package may import from this project besides itself: the one table of directions,
+# shown in docs/architecture.md ("Layers"). Lowest first; every arrow points to a row above.
+LAYERS: dict[str, tuple[str, ...]] = {
+    "sources": (),
+    "pipelines": ("sources",),
+    "infra": ("pipelines", "sources"),
+    "local_stack": ("infra", "pipelines", "sources"),
+    "environments": ("local_stack", "pipelines", "sources"),
+    "flows": ("environments", "pipelines", "sources"),
+    "data_pipelines_cli": ("flows", "environments", "local_stack", "infra", "pipelines", "sources"),
+    "benchmarks": ("flows", "environments", "local_stack", "infra", "pipelines", "sources"),
 }
+PACKAGES = tuple(LAYERS)
+DOC = PROJECT_DIR / "docs" / "architecture.md"
 
 
 def module_name(path: Path) -> str:
@@ -61,17 +61,49 @@ def graph() -> dict[str, set[str]]:
     return edges
 
 
+def test_every_package_is_in_the_table_and_its_arrows_point_down() -> None:
+    packages = {path.parent.name for path in PROJECT_DIR.glob("*/__init__.py")} - {"tests"}
+    assert packages == set(LAYERS), "a package outside the layer table (or a row with no package)"
+    for position, (package, allowed) in enumerate(LAYERS.items()):
+        below = set(list(LAYERS)[:position])
+        assert set(allowed) <= below, f"{package} may import a package listed after it"
+
+
 def test_layers_import_downward_only_and_never_the_dev_stack() -> None:
     wrong = []
     for module, targets in graph().items():
         layer = module.split(".")[0]
-        if layer not in ALLOWED:
-            continue
         for target in targets:
             target_layer = target.split(".")[0]
-            if target_layer != layer and target_layer not in ALLOWED[layer]:
+            if target_layer != layer and target_layer not in LAYERS[layer]:
                 wrong.append(f"{module} imports {target}")
     assert not wrong, "imports against the layering:\n" + "\n".join(sorted(wrong))
+
+
+def test_the_architecture_doc_shows_the_same_table() -> None:
+    rows = {}
+    for line in DOC.read_text().splitlines():
+        match = re.fullmatch(r"\| `(\w+)/` \| (.*) \|", line.strip())
+        if match and match.group(1) in LAYERS:
+            cells = re.findall(r"`(\w+)/`", match.group(2))
+            rows[match.group(1)] = tuple(cells)
+    assert rows == LAYERS, "docs/architecture.md's layer table differs from LAYERS here"
+
+
+def test_shared_names_are_defined_once() -> None:
+    """A name two layers need lives in the lowest one and is imported elsewhere."""
+    for name in ("PROJECT_DIR", "REFUSED_STATE_NAME", "ENV_VAR"):
+        defined = [
+            module_name(path)
+            for package in PACKAGES
+            for path in (PROJECT_DIR / package).rglob("*.py")
+            if any(
+                isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+                for node in ast.parse(path.read_text()).body
+            )
+        ]
+        assert len(defined) == 1, f"{name} is defined in {defined}"
 
 
 def test_no_import_circles() -> None:

@@ -272,7 +272,7 @@ ATOMIC_COPY_SCRIPT = textwrap.dedent(
     """
     import resource, signal, sys
     from fsspec.implementations.local import LocalFileSystem
-    from pipelines.bucket_files import AtomicLocalFileSystem
+    from pipelines.dlt_patches import AtomicLocalFileSystem
     # A write that dies half-way: the file size limit stops the copy at 64 KiB.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (65536, resource.RLIM_INFINITY))
@@ -312,7 +312,7 @@ def test_the_pipeline_writes_local_files_atomically(
 ) -> None:
     import fsspec
 
-    from pipelines.bucket_files import AtomicLocalFileSystem
+    from pipelines.dlt_patches import AtomicLocalFileSystem
 
     backfill(DAYS[0], DAYS[0])
     assert fsspec.get_filesystem_class("file") is AtomicLocalFileSystem

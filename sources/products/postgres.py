@@ -3,8 +3,8 @@
 Why ADBC by hand instead of `sql_table`: `adbc_driver_postgresql` reads the result with
 `COPY ... TO STDOUT (FORMAT binary)` and decodes it straight into Arrow record batches in C,
 so rows never become Python objects. Measured on this machine it fetches 1M rows in about the
-time `psql \\copy` takes; `sql_table`'s connectorx/pyarrow backends were 3-6x slower
-(FIELD-NOTES). dlt's `sql_table` has no ADBC backend, so the connection, the query and the
+time `psql \\copy` takes; `sql_table`'s connectorx/pyarrow backends were 3-6x slower.
+dlt's `sql_table` has no ADBC backend, so the connection, the query and the
 error classification live here (~100 lines).
 """
 
