@@ -23,6 +23,7 @@ from prefect.artifacts import create_table_artifact
 
 from flows import schema_events
 from pipelines.errors import SchemaContractViolation, exception_chain
+from pipelines.names import NOTHING_NEW
 from pipelines.pipeline_run import PipelineRun
 
 BACKFILL_COLUMNS = (
@@ -32,10 +33,6 @@ BACKFILL_COLUMNS = (
     "days_not_available",
     "quarantined",
 )
-
-
-# The table cell of a run that loaded nothing (no new activity, every day already there).
-NOTHING_NEW = "nothing new"
 
 
 def where_loaded(summary: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.reporting import NOTHING_NEW
+from pipelines.names import NOTHING_NEW
 
 # (deployment, final state, seconds, flow run id)
 RunResult = tuple[str, str, float, str]

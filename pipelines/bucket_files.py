@@ -20,7 +20,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 # re-exported: the exchange-rates pipeline takes it from here with the bucket checks
-from pipelines.dlt_patches import use_atomic_local_files as use_atomic_local_files
 from sources.open_exchange_rates.contract import OXRDataError, validate_historical
 
 logger = logging.getLogger(__name__)

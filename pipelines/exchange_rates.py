@@ -22,7 +22,7 @@ import dlt
 from dlt.common.pipeline import LoadInfo
 from dlt.sources import DltResource
 
-from pipelines.bucket_files import BucketDays, check_day_files, use_atomic_local_files
+from pipelines.bucket_files import BucketDays, check_day_files
 from pipelines.bucket_layout import (
     ONE_ROW_PER_FILE_VAR,
     SNAPSHOT_PLACEHOLDER,
@@ -30,6 +30,7 @@ from pipelines.bucket_layout import (
     file_layout,
     historical_dir,
 )
+from pipelines.dlt_patches import use_atomic_local_files
 from pipelines.environment import Environment
 from pipelines.names import EXCHANGE_RATES_PIPELINE
 from pipelines.pipeline_run import PipelineRun

@@ -55,3 +55,7 @@ def pipeline_concurrency_tag(dlt_pipeline: str) -> str:
     """`dlt-pipeline:<name>`: the pipeline's global concurrency limit (the run guard,
     environments/run_guard.py) and the tag on the tasks that run it (a label)."""
     return f"dlt-pipeline:{dlt_pipeline}"
+
+
+# The table cell of a run that loaded nothing (no new activity, every day already there).
+NOTHING_NEW = "nothing new"
