@@ -1,4 +1,4 @@
-"""How soon a queued deployment run starts once the slot is free (issue 23, item 4).
+"""How soon a queued deployment run starts once the slot is free (target: a few seconds).
 
     python -m benchmarks.bench_enqueue [--cycles 3] [--hold 8] [--only stack|default]
 

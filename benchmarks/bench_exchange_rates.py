@@ -39,7 +39,7 @@ import requests
 from local_stack.oxr_sandbox import peak_rate
 
 TARGET_RATIO = 0.15
-TARGET_VS_IDEAL = 1.1  # ours / (days x latency / concurrency): issue 14
+TARGET_VS_IDEAL = 1.1  # ours / (days x latency / concurrency)
 FIRST_DAY = date(2025, 1, 1)
 
 

@@ -293,7 +293,7 @@ def _write_shell_env(stack: Stack) -> None:
     `configure_runtime()` for our commands, by the project's dlt run-context plugin, which
     `DLT_PROJECT_DIR` selects from any directory, for dlt's CLI), so setting another
     `DATA_PIPELINES_DATA_DIR` in that shell moves the bucket, dlt's state and the warehouse
-    together; exported, they would keep the warehouse in this folder (issue 23).
+    together; exported, they would keep the warehouse in this folder.
     `dlt pipeline products info` (or `trace`, `schema`, `drop`) finds the pipelines and the
     same warehouse file from any directory.
     """

@@ -1,9 +1,9 @@
 """The CLI's failures: one stderr line (the cause and its fix), exit 2 or 1, nothing started.
 
 Bad input is refused before anything starts: each case runs the real console entry in a fresh
-process and checks that Prefect was never imported (so no temporary Prefect server, the 10-25 s
-and 885 stderr lines the issue measured) and that no file was written in the data folder. The time
-each took is printed (`-s`), not asserted: speed belongs to benchmarks, not to tests.
+process and checks that Prefect was never imported (so no temporary Prefect server, which
+costs 10-25 s and hundreds of stderr lines) and that no file was written in the data folder.
+The time each took is printed (`-s`), not asserted: speed belongs to benchmarks, not to tests.
 """
 
 from __future__ import annotations

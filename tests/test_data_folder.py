@@ -1,4 +1,4 @@
-"""One data folder (issue 23): in a shell that sourced `.data/stack.env`, another
+"""One data folder: in a shell that sourced `.data/stack.env`, another
 `DATA_PIPELINES_DATA_DIR` moves everything (warehouse, dlt state, bucket), for our commands and
 for dlt's CLI, and the first folder gets nothing.
 

@@ -1,4 +1,4 @@
-"""Issue 23: no secret anywhere, with or without --debug; bad input refused before anything.
+"""No secret anywhere, with or without --debug; bad input refused before anything.
 
 Every case runs the real console script (`.venv/bin/data-pipelines`) in a fresh process with
 the secret in its environment, then searches everything it produced for the secret: stdout and
