@@ -34,7 +34,7 @@ CREDENTIAL_SPECS: dict[str, tuple[type, dict[str, Any], str]] = {
     "destination.snowflake.credentials": (
         SnowflakeCredentials,
         {"database": "DLT"},
-        "dlt.destinations.snowflake(credentials=",
+        "dlt.destinations.snowflake(",
     ),
     "snowflake_admin.credentials": (
         SnowflakeCredentials,
