@@ -16,6 +16,7 @@ from typing import Any
 
 from data_pipelines_cli.preflight import preflight
 from environments import load_environment
+from pipelines.environment import quiet_snowflake_logout_notice
 from pipelines.text_table import text_table
 from sources import exchange_rate_dates
 from sources.errors import PermanentSourceError, TransientSourceError
@@ -467,6 +468,9 @@ def report_failure(error: BaseException, debug: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # the connector's notice would print on every command that opens a Snowflake session
+    # (apply snowflake, rehearse, verify, query), not only those that configure dlt's runtime
+    quiet_snowflake_logout_notice()
     debug = args.debug or os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes")
     try:
         preflight(args)  # bad input refused before anything starts

@@ -129,10 +129,10 @@ def configure_runtime() -> None:
     from pipelines import dlt_patches  # here: it imports fsspec, which only dlt's users need
 
     dlt_patches.dlt_urls_without_sqlalchemy()
-    _quiet_snowflake_logout_notice()
+    quiet_snowflake_logout_notice()
 
 
-def _quiet_snowflake_logout_notice() -> None:
+def quiet_snowflake_logout_notice() -> None:
     """Drop snowflake-connector-python 5's FutureWarning about a future logout default.
 
     It is printed to stderr at every connect unless the caller sets
