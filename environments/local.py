@@ -67,6 +67,7 @@ def local_environment() -> Environment:
         warehouse_table_query=_warehouse_table_query,
         products_dsn_fallback=_products_dsn_fallback,
         warehouse_lock=lambda: warehouse_lock(WAREHOUSE_DATABASE),
+        serialized_loads=True,
         # the stack's Prefect server when there is one (its runs meet there), else the file lock
         run_guard=lambda name: pipeline_guard(name, required=False),
         monitors_snowpipe=False,

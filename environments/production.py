@@ -93,6 +93,7 @@ def production_environment() -> Environment:
         products_dsn_fallback=lambda: None,
         # Snowflake takes concurrent loads; each is one transaction
         warehouse_lock=nullcontext,
+        serialized_loads=False,
         # the pool's runs meet only on the Prefect server: required
         run_guard=lambda name: pipeline_guard(name, required=True),
         monitors_snowpipe=True,

@@ -12,16 +12,15 @@ from flows.reporting import finish_flow, run_pipeline
 from flows.retry_policy import pipeline_task
 from pipelines import currencies
 from pipelines.environment import Environment
+from pipelines.pipeline_run import RunSummary
 
 
 @pipeline_task("load-currencies", dlt_pipeline=currencies.PIPELINE_NAME)
-def load_currencies(environment: Environment) -> dict[str, Any]:
+def load_currencies(environment: Environment) -> RunSummary:
     """Run the currencies pipeline and return its summary."""
-    # held across the load and its audit: one run of the pipeline at a time, pool-wide
-    with environment.run_guard(currencies.PIPELINE_NAME):
-        return run_pipeline(
-            "Loading currencies from Open Exchange Rates", lambda: currencies.run(environment)
-        )
+    return run_pipeline(
+        "Loading currencies from Open Exchange Rates", lambda: currencies.run(environment)
+    )
 
 
 @pipeline_flow

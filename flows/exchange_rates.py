@@ -23,17 +23,17 @@ from flows.reporting import finish_flow, run_pipeline
 from flows.retry_policy import pipeline_task
 from pipelines import exchange_rates
 from pipelines.environment import Environment
+from pipelines.pipeline_run import RunSummary
 from sources.exchange_rate_dates import DateRange
 
 
 @pipeline_task("load-exchange-rates", dlt_pipeline=exchange_rates.PIPELINE_NAME)
-def load_exchange_rates(environment: Environment) -> dict[str, Any]:
+def load_exchange_rates(environment: Environment) -> RunSummary:
     """Fetch `latest.json` into the bucket and return the load summary."""
-    with environment.run_guard(exchange_rates.PIPELINE_NAME):  # across the load and its audit
-        return run_pipeline(
-            "Loading the latest exchange rates from Open Exchange Rates",
-            lambda: exchange_rates.run(environment),
-        )
+    return run_pipeline(
+        "Loading the latest exchange rates from Open Exchange Rates",
+        lambda: exchange_rates.run(environment),
+    )
 
 
 @pipeline_flow
@@ -78,18 +78,17 @@ def _progress_artifact(days: DateRange) -> Callable[[int, int], None]:
 
 
 @pipeline_task("backfill-exchange-rates", dlt_pipeline=exchange_rates.PIPELINE_NAME)
-def backfill_exchange_rates(environment: Environment, days: DateRange) -> dict[str, Any]:
+def backfill_exchange_rates(environment: Environment, days: DateRange) -> RunSummary:
     """Historical days of `days` (inclusive), only those not in the bucket yet.
 
     Resumable: a retry (or a rerun after a crash) asks OXR only for the days still missing.
     """
     progress = _progress_artifact(days)
-    with environment.run_guard(exchange_rates.PIPELINE_NAME):  # across the load and its audit
-        summary = run_pipeline(
-            f"Backfilling exchange rates {days}",
-            lambda: exchange_rates.run(environment, days=days, on_progress=progress),
-        )
-    backfill = summary["backfill"]
+    summary = run_pipeline(
+        f"Backfilling exchange rates {days}",
+        lambda: exchange_rates.run(environment, days=days, on_progress=progress),
+    )
+    backfill = summary.details["backfill"]
     get_run_logger().info(
         "Backfill %s..%s: %d day(s) in range, %d skipped (already in the bucket), "
         "%d requested, %d loaded in %.1fs",
@@ -99,7 +98,7 @@ def backfill_exchange_rates(environment: Environment, days: DateRange) -> dict[s
         backfill["days_skipped"],
         backfill["days_requested"],
         backfill["days_loaded"],
-        summary["duration_seconds"],
+        summary.duration_seconds,
     )
     return summary
 

@@ -12,19 +12,18 @@ from flows.reporting import finish_flow, run_pipeline
 from flows.retry_policy import pipeline_task
 from pipelines import products
 from pipelines.environment import Environment
+from pipelines.pipeline_run import RunSummary
 
 
 @pipeline_task("load-products", dlt_pipeline=products.PIPELINE_NAME)
-def load_products(environment: Environment, full_refresh: bool = False) -> dict[str, Any]:
+def load_products(environment: Environment, full_refresh: bool = False) -> RunSummary:
     """Run the products pipeline (incremental, or a full reload) and return its summary."""
-    # held across the load and its audit: one run of the pipeline at a time, pool-wide
-    with environment.run_guard(products.PIPELINE_NAME):
-        return run_pipeline(
-            "Loading products from PostgreSQL ("
-            + ("full refresh" if full_refresh else "incremental")
-            + ")",
-            lambda: products.run(environment, full_refresh=full_refresh),
-        )
+    return run_pipeline(
+        "Loading products from PostgreSQL ("
+        + ("full refresh" if full_refresh else "incremental")
+        + ")",
+        lambda: products.run(environment, full_refresh=full_refresh),
+    )
 
 
 @pipeline_flow

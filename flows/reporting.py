@@ -5,11 +5,11 @@ keeps the history of each flow under one key), with one row per table per pipeli
 
 | pipeline | table | rows_loaded | files_written | schema_changes | duration_s |
 
-The backfill adds `days_requested`, `days_skipped` and `days_loaded`, the days OXR has no data
-for (`days_not_available`, skipped) and the broken bucket files moved to quarantine. The
-description repeats the essentials in one line and names the dlt load ids (the key into
-`_dlt_loads`, `_load_info` and `_trace` in the warehouse). Only the summary produced by
-`pipelines.runner.load_summary` goes in: no credentials, no data values.
+A pipeline adds columns and notes of its own through its typed summary (`RunSummary`:
+`report_columns`, `notes`; a backfill's day counts), which this module shows without knowing
+them. The description repeats the essentials in one line and names the dlt load ids (the key
+into `_dlt_loads`, `_load_info` and `_trace` in the warehouse). Only the run's `RunSummary`
+goes in: no credentials, no data values.
 """
 
 from __future__ import annotations
@@ -24,20 +24,12 @@ from prefect.artifacts import create_table_artifact
 from flows import schema_events
 from pipelines.errors import SchemaContractViolation, exception_chain
 from pipelines.names import NOTHING_NEW
-from pipelines.pipeline_run import PipelineRun
-
-BACKFILL_COLUMNS = (
-    "days_requested",
-    "days_skipped",
-    "days_loaded",
-    "days_not_available",
-    "quarantined",
-)
+from pipelines.pipeline_run import PipelineRun, RunSummary
 
 
-def where_loaded(summary: dict[str, Any]) -> str:
+def where_loaded(summary: RunSummary) -> str:
     """E.g. "filesystem `_dlt_exchange_rates`", or whatever part is known; never "None"."""
-    destination, dataset = summary.get("destination"), summary.get("dataset")
+    destination, dataset = summary.destination, summary.dataset
     parts = [str(destination) if destination else "", f"`{dataset}`" if dataset else ""]
     return " ".join(part for part in parts if part) or "its destination"
 
@@ -47,11 +39,11 @@ def report_key(flow_name: str) -> str:
     return f"{flow_name}-report".lower().replace("_", "-")
 
 
-def _schema_change(summary: dict[str, Any], table: str) -> str:
-    columns = summary.get("schema_changes", {}).get(table) or []
-    dropped = (summary.get("dropped_columns") or {}).get(table) or []
+def _schema_change(summary: RunSummary, table: str) -> str:
+    columns = summary.schema_changes.get(table) or []
+    dropped = summary.dropped_columns.get(table) or []
     changes = []
-    if columns and table in (summary.get("new_tables") or []):
+    if columns and table in summary.new_tables:
         changes.append(f"new table ({len(columns)} columns)")
     elif columns:
         changes.append("new columns: " + ", ".join(columns))
@@ -60,67 +52,40 @@ def _schema_change(summary: dict[str, Any], table: str) -> str:
     return "; ".join(changes)
 
 
-def _cell(value: Any) -> Any:
-    """Lists (days, files) as one readable table cell."""
-    return ", ".join(str(item) for item in value) if isinstance(value, list) else value
-
-
-def report_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+def report_rows(summary: RunSummary) -> list[dict[str, Any]]:
     """The artifact rows of one pipeline run (one per table it touched)."""
-    rows = summary.get("rows") or {}
-    files = summary.get("files") or {}
-    changes = summary.get("schema_changes") or {}
-    tables = sorted(set(rows) | set(files) | set(changes))
-    backfill = summary.get("backfill")
+    tables = sorted(set(summary.rows) | set(summary.files) | set(summary.schema_changes))
     result = []
     for table in tables or [NOTHING_NEW]:
         row: dict[str, Any] = {
-            "pipeline": summary.get("pipeline"),
+            "pipeline": summary.pipeline,
             "table": table,
-            "rows_loaded": rows.get(table, 0),
-            "files_written": files.get(table, 0),
+            "rows_loaded": summary.rows.get(table, 0),
+            "files_written": summary.files.get(table, 0),
             "schema_changes": _schema_change(summary, table),
-            "duration_s": summary.get("duration_seconds"),
+            "duration_s": summary.duration_seconds,
+            **summary.report_columns,
         }
-        if backfill is not None:
-            row.update({column: _cell(backfill.get(column)) for column in BACKFILL_COLUMNS})
         result.append(row)
     return result
 
 
-def describe(flow_name: str, summaries: Sequence[dict[str, Any]]) -> str:
+def describe(flow_name: str, summaries: Sequence[RunSummary]) -> str:
     """The artifact's markdown description: one line per pipeline run."""
     lines = [f"**{flow_name}** run report"]
     for summary in summaries:
-        total = sum((summary.get("rows") or {}).values())
-        line = (
-            f"- `{summary.get('pipeline')}` -> {where_loaded(summary)}: {total} row(s) in "
-            f"{summary.get('duration_seconds')} s"
-        )
-        backfill = summary.get("backfill")
-        if backfill is not None:
-            line += (
-                f"; backfill {backfill['start_date']}..{backfill['end_date']}: "
-                f"{backfill['days_requested']} day(s) requested, {backfill['days_skipped']} "
-                f"skipped (already in the bucket), {backfill['days_loaded']} loaded"
-            )
-            if backfill.get("days_not_available"):
-                line += "; no rates at OXR, skipped: " + ", ".join(backfill["days_not_available"])
-            if backfill.get("quarantined"):
-                line += f"; {len(backfill['quarantined'])} broken file(s) moved to quarantine"
-            if backfill.get("rate_warnings"):
-                line += f"; {len(backfill['rate_warnings'])} rate move(s) over 50% (kept, see logs)"
-        failed = (summary.get("local_pipe") or {}).get("failed") or []
-        if failed:
-            line += "; the pipe could not load: " + ", ".join(f["file"] for f in failed)
-        load_ids = summary.get("load_ids") or []
-        if load_ids:
-            line += f"; load ids {', '.join(load_ids)}"
-        lines.append(line)
+        parts = [
+            f"- `{summary.pipeline}` -> {where_loaded(summary)}: {summary.total_rows} row(s) in "
+            f"{summary.duration_seconds} s",
+            *summary.notes,
+        ]
+        if summary.load_ids:
+            parts.append(f"load ids {', '.join(summary.load_ids)}")
+        lines.append("; ".join(parts))
     return "\n".join(lines)
 
 
-def publish_run_report(flow_name: str, summaries: Sequence[dict[str, Any]]) -> UUID:
+def publish_run_report(flow_name: str, summaries: Sequence[RunSummary]) -> UUID:
     """Create this flow run's report artifact (call once per flow run) and log its lines."""
     table = [row for summary in summaries for row in report_rows(summary)]
     description = describe(flow_name, summaries)
@@ -136,20 +101,8 @@ def publish_run_report(flow_name: str, summaries: Sequence[dict[str, Any]]) -> U
     return artifact_id
 
 
-def persist_audit(run: PipelineRun) -> None:
-    """Write the run's load info and trace for audit; never fail a load that landed.
-
-    The data is in by now: a failing audit write is logged as a warning (the next load would
-    surface a broken warehouse anyway) instead of failing, and so retrying, the whole load.
-    """
-    try:
-        run.persist_audit()
-    except Exception as error:  # reported, deliberately not raised
-        get_run_logger().warning("Could not persist the load info and trace for audit: %s", error)
-
-
-def run_pipeline(action: str, run: Callable[[], PipelineRun]) -> dict[str, Any]:
-    """The one way a task runs a pipeline: run -> audit -> log; returns the run's summary.
+def run_pipeline(action: str, run: Callable[[], PipelineRun]) -> RunSummary:
+    """The one way a task runs a pipeline: run (guard to audit: `runner.execute`) -> log.
 
     `run` is a pipeline's `run(environment, **params)`, its arguments bound.
     """
@@ -165,27 +118,19 @@ def run_pipeline(action: str, run: Callable[[], PipelineRun]) -> dict[str, Any]:
             schema_events.emit(schema_events.retyped(violation))
         raise
     summary = result.summary
-    # a run that loaded nothing has no load id (no `_dlt_loads` row) to audit; its run
-    # report still records it (saves a second dlt load, ~0.2 s, on every quiet run)
-    persist_audit(result)
-    rows = ", ".join(f"{table}={count}" for table, count in summary["rows"].items()) or "none"
+    rows = ", ".join(f"{table}={count}" for table, count in summary.rows.items()) or "none"
     logger.info(
-        "Loaded rows %s into %s in %ss",
-        rows,
-        where_loaded(summary),
-        summary.get("duration_seconds"),
+        "Loaded rows %s into %s in %ss", rows, where_loaded(summary), summary.duration_seconds
     )
-    if summary.get("schema_changes"):
-        logger.info("Schema changes: %s", summary["schema_changes"])
+    if summary.schema_changes:
+        logger.info("Schema changes: %s", summary.schema_changes)
     # new, dropped columns: a Prefect event each, which the alerting sends to Slack
     schema_events.emit_schema_changes(summary)
     return summary
 
 
-def finish_flow(flow_name: str, summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def finish_flow(flow_name: str, summaries: Sequence[RunSummary]) -> dict[str, Any]:
     """Publish the run report and return what every pipeline flow returns."""
     publish_run_report(flow_name, summaries)
-    return {
-        "status": "success",
-        "load_info": summaries[0] if len(summaries) == 1 else list(summaries),
-    }
+    accounts = [summary.as_dict() for summary in summaries]
+    return {"status": "success", "load_info": accounts[0] if len(accounts) == 1 else accounts}

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from pipelines.errors import SchemaContractViolation
 from pipelines.names import (
@@ -32,6 +31,7 @@ from pipelines.names import (
     COLUMNS_DROPPED,
     TABLE_RESOURCE_PREFIX,
 )
+from pipelines.pipeline_run import RunSummary
 
 logger = logging.getLogger(__name__)
 
@@ -91,18 +91,18 @@ class SchemaChange:
         )
 
 
-def changes_in(summary: dict[str, Any]) -> list[SchemaChange]:
+def changes_in(summary: RunSummary) -> list[SchemaChange]:
     """The schema changes a run summary records (new tables are not changes)."""
-    pipeline = str(summary.get("pipeline") or "")
-    dataset = str(summary.get("dataset") or "")
-    new_tables = set(summary.get("new_tables") or [])
+    pipeline = summary.pipeline or ""
+    dataset = summary.dataset or ""
+    new_tables = set(summary.new_tables)
     changes = []
-    for table, columns in sorted((summary.get("schema_changes") or {}).items()):
+    for table, columns in sorted(summary.schema_changes.items()):
         if columns and table not in new_tables:
             changes.append(
                 SchemaChange(COLUMNS_ADDED, pipeline, dataset, table, tuple(columns), _ADDED_FIX)
             )
-    for table, columns in sorted((summary.get("dropped_columns") or {}).items()):
+    for table, columns in sorted(summary.dropped_columns.items()):
         if columns:
             changes.append(
                 SchemaChange(
@@ -177,7 +177,7 @@ def emit(change: SchemaChange) -> None:
     )
 
 
-def emit_schema_changes(summary: dict[str, Any]) -> list[SchemaChange]:
+def emit_schema_changes(summary: RunSummary) -> list[SchemaChange]:
     """An event for every schema change the summary records; what was emitted."""
     changes = changes_in(summary)
     for change in changes:

@@ -14,7 +14,11 @@ a measured reason given in its docstring:
 - `use_atomic_local_files`: fsspec's `file://` class, as dlt's filesystem destination copies
   with it; a crash mid-copy leaves no half file in the local bucket;
 - `keep_dlt_format_on_own_handler`: the `dlt` logger's handlers (dlt formats the first one);
-  one timestamp per line in Prefect run logs.
+  one timestamp per line in Prefect run logs;
+- `sql_jobs_with_preamble`: dlt's `SqlLoadJob._split_fragments`; the warehouse fence's check
+  runs inside the transaction that commits a merge or replace (pipelines/fencing.py). Without
+  it a run that lost its slot committed after the next run took over (measured: 100 and 70
+  duplicate `audit_id` rows in PRODUCTS).
 
 Versions: each patch was written and measured against `WRITTEN_FOR` (dlt 1.31.0, pyarrow
 26.0.1, fsspec 2026.9.0) and fingerprints the library code it relies on (`FINGERPRINTS`: sha256
@@ -23,8 +27,10 @@ applied: unchanged code, the patch applies; changed code, the patch TURNS ITSELF
 warning and the library's own behaviour runs (slower; for the local bucket, copies that are not
 atomic, which the bucket checks catch and quarantine). Off rather than failing, because every
 patch is a speed-up or a local-only safeguard: an upgrade must not stop production loads over
-one. The loud failure is the test: tests/test_dlt_patches.py (in `make upgrade-check`) fails on
-any fingerprint or version change, so an upgrade re-measures and re-checks each patch here.
+one. The exception is `sql_jobs_with_preamble`, which carries correctness, not speed: on changed
+code it refuses to run (`PatchUnavailable`) instead of loading unfenced. The loud failure is the
+test: tests/test_dlt_patches.py (in `make upgrade-check`) fails on any fingerprint or version
+change, so an upgrade re-measures and re-checks each patch here.
 """
 
 from __future__ import annotations
@@ -93,6 +99,13 @@ def _dlt_filesystem_job_copy() -> str:
     return inspect.getsource(FilesystemLoadJob.run)
 
 
+def _dlt_sql_load_job() -> str:
+    from dlt.destinations.job_client_impl import SqlLoadJob
+
+    split = SqlLoadJob._split_fragments
+    return inspect.getsource(SqlLoadJob.run) + inspect.getsource(getattr(split, "original", split))
+
+
 def _dlt_create_logger() -> str:
     from dlt.common import logger as dlt_logger
 
@@ -106,6 +119,7 @@ RELIES_ON: dict[str, tuple[tuple[str, ...], tuple[Callable[[], str], ...]]] = {
     "dlt_urls_without_sqlalchemy": (("dlt",), (_dlt_sql_alchemy_compat,)),
     "use_atomic_local_files": (("dlt", "fsspec"), (_fsspec_local_copy, _dlt_filesystem_job_copy)),
     "keep_dlt_format_on_own_handler": (("dlt",), (_dlt_create_logger,)),
+    "sql_jobs_with_preamble": (("dlt",), (_dlt_sql_load_job,)),
 }
 # sha256 of each source above, as found under WRITTEN_FOR (tests/test_dlt_patches.py)
 FINGERPRINTS: dict[str, tuple[str, ...]] = {
@@ -125,6 +139,7 @@ FINGERPRINTS: dict[str, tuple[str, ...]] = {
     "keep_dlt_format_on_own_handler": (
         "844a1c53548f2fccfd3df670df12d912e4db28f692213b3fdc42fef9bdaff173",
     ),
+    "sql_jobs_with_preamble": ("b286f32f172809c66190df3451dc46eb6e6136f520f03f76b9b76cf8120134a8",),
 }
 
 
@@ -345,3 +360,42 @@ def keep_dlt_format_on_own_handler(foreign: type[logging.Handler]) -> None:
         formatter = handler.formatter
         if isinstance(handler, foreign) and type(formatter).__module__.startswith("dlt."):
             handler.setFormatter(None)
+
+
+class PatchUnavailable(RuntimeError):
+    """A patch that carries correctness cannot apply to the installed library (permanent)."""
+
+
+def sql_jobs_with_preamble(preamble: Callable[[str], list[str]]) -> None:
+    """Run `preamble(load_id)`'s statements first in every SQL job of a load, same transaction.
+
+    dlt runs each merge and replace-from-staging as one SQL job whose statements share one
+    transaction (`SqlLoadJob.run`: `maybe_transaction` around `execute_many` of the job's
+    fragments, with `supports_transactions` set, `runner.atomic_swap_options`). That
+    transaction is the moment a load becomes visible, and the only place a check can sit so
+    that it and the commit are one: the warehouse fence (pipelines/fencing.py) puts its
+    statements there. dlt 1.31 has no hook for it, so the fragments of each job are prefixed
+    with the preamble of its load id (an empty list leaves the job unchanged). Process-wide,
+    once; the preamble decides per load. On changed dlt code this refuses (`PatchUnavailable`)
+    rather than turning off: a fence that silently stops fencing would be worse than none.
+    """
+    from dlt.destinations.job_client_impl import SqlLoadJob
+
+    current = SqlLoadJob._split_fragments
+    if getattr(current, "preamble", None) is preamble:
+        return
+    if not applies("sql_jobs_with_preamble"):
+        raise PatchUnavailable(
+            "The warehouse fence cannot be installed: dlt's SqlLoadJob changed under "
+            f"{', '.join(f'{k} {v}' for k, v in moved_libraries('sql_jobs_with_preamble').items())}"
+            f" (written for dlt {WRITTEN_FOR['dlt']}). Install the locked versions "
+            "(`uv sync --frozen`) or re-check pipelines/dlt_patches.py for the new dlt."
+        )
+    original = getattr(current, "original", current)
+
+    def _split_fragments(self: SqlLoadJob, sql: str) -> list[str]:
+        return [*preamble(self._load_id), *original(self, sql)]
+
+    _split_fragments.preamble = preamble  # type: ignore[attr-defined]
+    _split_fragments.original = original  # type: ignore[attr-defined]
+    SqlLoadJob._split_fragments = _split_fragments  # type: ignore[method-assign]

@@ -77,6 +77,10 @@ class Environment:
     products_dsn_fallback: Callable[[], str | None]
     # Held while loading into the `DLT` warehouse (DuckDB allows one writing process per file).
     warehouse_lock: Callable[[], AbstractContextManager[Any]]
+    # Whether `warehouse_lock` admits one writer at a time for the whole warehouse: then the
+    # fence checked under it covers direct loads too (pipelines/fencing.py); else only loads
+    # that commit through dlt's SQL jobs are fenced, and pipelines load through staging.
+    serialized_loads: bool
     # Held around every run of a dlt pipeline (by pipeline name): one run per pipeline across
     # every machine that shares the Prefect API (environments/run_guard.py).
     run_guard: Callable[[str], AbstractContextManager[Any]]

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from functools import partial
 from typing import Any
 
 import dlt
@@ -33,13 +32,16 @@ from pipelines.bucket_layout import (
 from pipelines.dlt_patches import use_atomic_local_files
 from pipelines.environment import Environment
 from pipelines.names import EXCHANGE_RATES_PIPELINE
-from pipelines.pipeline_run import PipelineRun
+from pipelines.pipeline_run import PipelineRun, RunSummary
 from pipelines.runner import (
+    RunContext,
+    audit_resources,
+    execute,
     load_summary,
     make_pipeline,
-    persist_run_audit,
-    start_from_destination,
+    quiet_audit_schema,
 )
+from pipelines.spec import PipelineSpec
 from sources.exchange_rate_dates import DateRange
 from sources.exchange_rates import (
     HISTORICAL_TABLE,
@@ -66,29 +68,53 @@ CHUNK_MAX_DAYS = 100
 CHUNK_MAX_SECONDS = 1.5
 
 
-@dataclass
-class _ExchangeRatesPipeline:
-    pipeline: dlt.Pipeline
-    snapshots: SnapshotNames
-    environment: Environment
-    exchange_rates_url: str
-    load_infos: list[LoadInfo] = field(default_factory=list)
+# `{snapshot}` of every data file this process normalized, by file id (ids are unique per file;
+# one run of the pipeline at a time holds the guard).
+_SNAPSHOTS = SnapshotNames()
 
+
+def _destination(environment: Environment, **options: Any) -> Any:
+    """The bucket, files named by their content's day (the watched prefix's layout)."""
+    os.environ.setdefault(ONE_ROW_PER_FILE_VAR, "1")
+    use_atomic_local_files()  # a local bucket shows whole files only, as S3 does
+    return dlt.destinations.filesystem(
+        bucket_url=environment.bucket_url(),
+        layout=file_layout(environment.exchange_rates_url()),
+        extra_placeholders={SNAPSHOT_PLACEHOLDER: _SNAPSHOTS},
+        **options,
+    )
+
+
+@dataclass
+class _Bucket:
+    """One run's writes to the bucket, each followed by what follows files landing."""
+
+    context: RunContext
     local_pipe: dict[str, Any] | None = None
+
+    @property
+    def pipeline(self) -> dlt.Pipeline:
+        return self.context.pipeline
+
+    @property
+    def exchange_rates_url(self) -> str:
+        return self.context.environment.exchange_rates_url()
 
     def load(self, resource: DltResource) -> LoadInfo:
         """Extract, normalize, name the files, load: one load package; then the local pipe."""
-        self.pipeline.extract(resource)
-        normalized = self.pipeline.normalize()
-        self.snapshots.learn(self.pipeline, normalized.loads_ids)
-        info = self.pipeline.load()
-        self.load_infos.append(info)
+        info = self.context.load(
+            resource,
+            before_load=lambda normalized: _SNAPSHOTS.learn(self.pipeline, normalized.loads_ids),
+        )
         self.run_local_pipe()
         return info
 
+    def _name_files(self, normalized: Any) -> None:
+        _SNAPSHOTS.learn(self.pipeline, normalized.loads_ids)
+
     def run_local_pipe(self) -> None:
         """What follows files landing: the local pipe loads them (Snowpipe does in production)."""
-        report = self.environment.after_files_land(self.exchange_rates_url)
+        report = self.context.environment.after_files_land(self.exchange_rates_url)
         if report is None:
             return
         logger.info(
@@ -107,35 +133,6 @@ class _ExchangeRatesPipeline:
         totals["loaded"] += report["loaded"]
         totals["failed"] += report["failed"]  # files the pipe could not load (reported, skipped)
         self.local_pipe = totals
-
-    def combined_load_info(self) -> LoadInfo | None:
-        """One LoadInfo covering every package this run loaded."""
-        if not self.load_infos:
-            return None
-        first, last = self.load_infos[0], self.load_infos[-1]
-        combined = last._replace(
-            loads_ids=[i for info in self.load_infos for i in info.loads_ids],
-            load_packages=[p for info in self.load_infos for p in info.load_packages],
-            metrics={k: v for info in self.load_infos for k, v in info.metrics.items()},
-            first_run=first.first_run,
-        )
-        return combined
-
-
-def _make(environment: Environment) -> _ExchangeRatesPipeline:
-    exchange_rates_url = environment.exchange_rates_url()
-    os.environ.setdefault(ONE_ROW_PER_FILE_VAR, "1")
-    use_atomic_local_files()  # a local bucket shows whole files only, as S3 does
-    snapshots = SnapshotNames()
-    destination = dlt.destinations.filesystem(
-        bucket_url=environment.bucket_url(),
-        layout=file_layout(exchange_rates_url),
-        extra_placeholders={SNAPSHOT_PLACEHOLDER: snapshots},
-    )
-    # A fresh working folder: packages left by a crashed run carry file ids this process
-    # cannot name; their days are simply fetched again because they are not in the bucket.
-    pipeline = start_from_destination(make_pipeline(PIPELINE_NAME, destination, STATE_DATASET))
-    return _ExchangeRatesPipeline(pipeline, snapshots, environment, exchange_rates_url)
 
 
 def check_bucket(
@@ -168,7 +165,8 @@ def persist_audit(environment: Environment, load_info: LoadInfo) -> LoadInfo:
     """Load a run's LoadInfo and trace as `_load_info`/`_trace` files into the bucket."""
     destination = dlt.destinations.filesystem(bucket_url=environment.bucket_url())
     audit = make_pipeline(AUDIT_PIPELINE_NAME, destination, AUDIT_DATASET)
-    return persist_run_audit(load_info, pipeline=audit)
+    with quiet_audit_schema():
+        return audit.run(audit_resources(load_info), schema_contract="evolve")
 
 
 # ---- the pipeline's run -----------------------------------------------------------------------
@@ -179,29 +177,69 @@ def run(
     *,
     days: DateRange | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    settings: ExchangeRatesSettings | None = None,
 ) -> PipelineRun:
     """The latest rates (no `days`), or the historical rates of `days` (a backfill).
 
     A backfill's `BackfillResult` is the run's `details`; `on_progress` is the backfill's.
     """
-    audit = partial(persist_audit, environment)
+    return execute(environment, SPEC, days=days, on_progress=on_progress, settings=settings)
+
+
+def _prepare(environment: Environment, **params: Any) -> dict[str, Any]:
+    """OXR's settings (the app id among them), resolved before the guard is taken."""
+    return {**params, "settings": params.get("settings") or resolve_settings()}
+
+
+def _extract_load(
+    context: RunContext,
+    *,
+    settings: ExchangeRatesSettings,
+    days: DateRange | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> _Latest | BackfillResult:
+    bucket = _Bucket(context)
     if days is None:
-        load_info = run_latest(environment)
-        return PipelineRun(load_info, load_summary(load_info), audit)
-    result = backfill(environment, days, on_progress=on_progress)
-    return PipelineRun(result.load_info, result.summary(), audit, details=result)
+        bucket.load(latest_resource(make_client(settings)))
+        return _Latest(bucket.local_pipe)
+    return _backfill(bucket, days, settings, on_progress)
+
+
+def _summarize(
+    context: RunContext, summary: RunSummary, details: _Latest | BackfillResult
+) -> RunSummary:
+    return details.summarize(summary)
 
 
 # ---- latest -----------------------------------------------------------------------------------
 
 
+@dataclass
+class _Latest:
+    """What a `latest` run adds to its summary: the local pipe's report, if any."""
+
+    local_pipe: dict[str, Any] | None
+
+    def summarize(self, summary: RunSummary) -> RunSummary:
+        return _with_local_pipe(summary, self.local_pipe)
+
+
+def _with_local_pipe(summary: RunSummary, local_pipe: dict[str, Any] | None) -> RunSummary:
+    if local_pipe is None:
+        return summary
+    notes = list(summary.notes)
+    if local_pipe["failed"]:
+        notes.append(
+            "the pipe could not load: " + ", ".join(f["file"] for f in local_pipe["failed"])
+        )
+    return summary.with_(notes=notes, details={**summary.details, "local_pipe": local_pipe})
+
+
 def run_latest(environment: Environment) -> LoadInfo:
     """`latest.json` -> `exchange-rates/latest/<publication>.jsonl.gz` (then the pipe)."""
-    settings = resolve_settings()
-    client = make_client(settings)
-    with environment.run_guard(PIPELINE_NAME):
-        runner = _make(environment)
-        return runner.load(latest_resource(client))
+    load_info = run(environment).load_info
+    assert load_info is not None  # a latest run always loads one package
+    return load_info
 
 
 # ---- backfill ---------------------------------------------------------------------------------
@@ -233,20 +271,17 @@ class BackfillResult:
     local_pipe: dict[str, Any] | None = None
     seconds: float = 0.0
 
-    def summary(self) -> dict[str, Any]:
-        """JSON-safe account for logs and the Prefect UI (rows are days loaded, all chunks)."""
-        summary: dict[str, Any] = (
-            load_summary(self.load_info)
-            if self.load_info is not None
-            else {"pipeline": PIPELINE_NAME, "rows": {}, "load_ids": []}
-        )
+    def summarize(self, base: RunSummary) -> RunSummary:
+        """The run's typed summary: rows are days loaded (all chunks), the backfill's own
+        figures as report columns and notes, its JSON account under `backfill`."""
         # a run with nothing to load has a LoadInfo that names no destination: name ours
-        for key, value in (("destination", self.destination), ("dataset", self.dataset)):
-            if not summary.get(key):
-                summary[key] = value
-        summary["rows"] = {HISTORICAL_TABLE: self.days_loaded}
-        summary["duration_seconds"] = self.seconds
-        summary["backfill"] = {
+        summary = base.with_(
+            destination=base.destination or self.destination,
+            dataset=base.dataset or self.dataset,
+            rows={HISTORICAL_TABLE: self.days_loaded},
+            duration_seconds=self.seconds,
+        )
+        account = {
             "start_date": self.start_date.isoformat(),
             "end_date": self.end_date.isoformat(),
             "days_total": self.days_total,
@@ -259,9 +294,33 @@ class BackfillResult:
             "rate_warnings": self.rate_warnings,
             "quota_remaining_before": self.quota_remaining_before,
         }
-        if self.local_pipe is not None:
-            summary["local_pipe"] = self.local_pipe
-        return summary
+        notes = [
+            f"backfill {account['start_date']}..{account['end_date']}: "
+            f"{self.days_requested} day(s) requested, {self.days_skipped} skipped (already in "
+            f"the bucket), {self.days_loaded} loaded"
+        ]
+        if self.days_not_available:
+            notes.append("no rates at OXR, skipped: " + ", ".join(account["days_not_available"]))
+        if self.quarantined:
+            notes.append(f"{len(self.quarantined)} broken file(s) moved to quarantine")
+        if self.rate_warnings:
+            notes.append(f"{len(self.rate_warnings)} rate move(s) over 50% (kept, see logs)")
+        summary = summary.with_(
+            report_columns={
+                "days_requested": self.days_requested,
+                "days_skipped": self.days_skipped,
+                "days_loaded": self.days_loaded,
+                "days_not_available": ", ".join(account["days_not_available"]),
+                "quarantined": ", ".join(self.quarantined),
+            },
+            notes=notes,
+            details={"backfill": account},
+        )
+        return _with_local_pipe(summary, self.local_pipe)
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON account of the run (what a flow returns), built from its LoadInfo."""
+        return self.summarize(load_summary(self.load_info, pipeline_name=PIPELINE_NAME)).as_dict()
 
 
 def backfill(
@@ -271,7 +330,19 @@ def backfill(
     settings: ExchangeRatesSettings | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> BackfillResult:
-    """Historical rates for the days of `days` (inclusive), under the pipeline's run guard.
+    """Historical rates for the days of `days` (inclusive): `run(environment, days=days)`."""
+    result = run(environment, days=days, settings=settings, on_progress=on_progress).details
+    assert isinstance(result, BackfillResult)
+    return result
+
+
+def _backfill(
+    bucket: _Bucket,
+    days: DateRange,
+    settings: ExchangeRatesSettings,
+    on_progress: Callable[[int, int], None] | None,
+) -> BackfillResult:
+    """The backfill's extract and load, under the runner's guard:
 
     1. `days` was parsed and validated at the edge (`DateRange.parse`): nothing to refuse here.
     2. Skip days whose file is already in the bucket, whole and valid: a rerun after a crash asks
@@ -288,90 +359,89 @@ def backfill(
     `on_progress(days_done, days_total)` is called once the days already present are known and
     after each chunk lands (a flow passes one that publishes a progress artifact).
     """
-    settings = settings or resolve_settings()
-    with environment.run_guard(PIPELINE_NAME):
-        started = time.monotonic()
-        start, end = days.start, days.end
-        runner = _make(environment)
-        wanted = days.days()
-        bucket = check_bucket(runner.pipeline, runner.exchange_rates_url, within=wanted)
-        missing = [day for day in wanted if day not in bucket.present]
-        result = BackfillResult(
-            start_date=start,
-            end_date=end,
-            days_total=len(wanted),
-            days_skipped=len(wanted) - len(missing),
-            days_requested=len(missing),
-            quarantined=bucket.quarantined,
-            destination=runner.pipeline.destination.destination_name,
-            dataset=runner.pipeline.dataset_name,
+    started = time.monotonic()
+    start, end = days.start, days.end
+    wanted = days.days()
+    bucket_days = check_bucket(bucket.pipeline, bucket.exchange_rates_url, within=wanted)
+    missing = [day for day in wanted if day not in bucket_days.present]
+    result = BackfillResult(
+        start_date=start,
+        end_date=end,
+        days_total=len(wanted),
+        days_skipped=len(wanted) - len(missing),
+        days_requested=len(missing),
+        quarantined=bucket_days.quarantined,
+        destination=bucket.pipeline.destination.destination_name,
+        dataset=bucket.pipeline.dataset_name,
+    )
+    report_progress = on_progress or (lambda done, total: None)
+    report_progress(result.days_skipped, result.days_total)
+    logger.info(
+        "Backfill %s..%s: %d days, %d already in the bucket, %d to fetch "
+        "(max %d concurrent, %.3g requests/s)",
+        start,
+        end,
+        result.days_total,
+        result.days_skipped,
+        result.days_requested,
+        settings.max_concurrency,
+        settings.max_requests_per_second,
+    )
+    if missing:
+        client = make_client(settings)
+        result.quota_remaining_before = check_quota(
+            client,
+            len(missing),
+            what=f"the backfill {start}..{end} ({len(missing)} missing days)",
         )
-        report_progress = on_progress or (lambda done, total: None)
-        report_progress(result.days_skipped, result.days_total)
-        logger.info(
-            "Backfill %s..%s: %d days, %d already in the bucket, %d to fetch "
-            "(max %d concurrent, %.3g requests/s)",
-            start,
-            end,
-            result.days_total,
-            result.days_skipped,
-            result.days_requested,
-            settings.max_concurrency,
-            settings.max_requests_per_second,
-        )
-        if missing:
-            client = make_client(settings)
-            result.quota_remaining_before = check_quota(
+        problems = DayProblems()
+        try:
+            result.days_loaded = _fetch_and_load(
+                bucket,
                 client,
-                len(missing),
-                what=f"the backfill {start}..{end} ({len(missing)} missing days)",
+                missing,
+                settings,
+                problems,
+                on_loaded=lambda done: report_progress(result.days_skipped + done, len(wanted)),
             )
-            problems = DayProblems()
-            try:
-                result.days_loaded = _fetch_and_load(
-                    runner,
-                    client,
-                    missing,
-                    settings,
-                    problems,
-                    on_loaded=lambda done: report_progress(result.days_skipped + done, len(wanted)),
-                )
-            finally:
-                result.days_not_available = problems.not_available
-                result.days_refused = sorted(e.day for e in problems.refused if e.day is not None)
-                result.rate_warnings = problems.rate_warnings
-            if problems.not_available:
-                logger.warning(
-                    "Backfill %s..%s: OXR has no rates for %d day(s), skipped: %s",
-                    start,
-                    end,
-                    len(problems.not_available),
-                    ", ".join(day.isoformat() for day in problems.not_available),
-                )
-            problems.raise_if_fatal(len(missing), client.base_url)
-        else:
-            runner.run_local_pipe()  # nothing to fetch; still ingest any file not loaded yet
-        # Nothing missing is still a load step (an empty one), so callers always get a LoadInfo.
-        result.load_info = runner.combined_load_info() or runner.pipeline.load()
-        result.local_pipe = runner.local_pipe
-        result.seconds = round(time.monotonic() - started, 3)
-        logger.info(
-            "Backfill %s..%s done: %d/%d days loaded, %d skipped, in %.1fs",
-            start,
-            end,
-            result.days_loaded,
-            result.days_requested,
-            result.days_skipped,
-            result.seconds,
-        )
-        return result
+        finally:
+            result.days_not_available = problems.not_available
+            result.days_refused = sorted(e.day for e in problems.refused if e.day is not None)
+            result.rate_warnings = problems.rate_warnings
+        if problems.not_available:
+            logger.warning(
+                "Backfill %s..%s: OXR has no rates for %d day(s), skipped: %s",
+                start,
+                end,
+                len(problems.not_available),
+                ", ".join(day.isoformat() for day in problems.not_available),
+            )
+        problems.raise_if_fatal(len(missing), client.base_url)
+    else:
+        bucket.run_local_pipe()  # nothing to fetch; still ingest any file not loaded yet
+    # Nothing missing is still a load step (an empty one), so callers always get a LoadInfo.
+    if not bucket.context.load_infos:
+        bucket.context.load_infos.append(bucket.pipeline.load())
+    result.load_info = bucket.context.combined_load_info()
+    result.local_pipe = bucket.local_pipe
+    result.seconds = round(time.monotonic() - started, 3)
+    logger.info(
+        "Backfill %s..%s done: %d/%d days loaded, %d skipped, in %.1fs",
+        start,
+        end,
+        result.days_loaded,
+        result.days_requested,
+        result.days_skipped,
+        result.seconds,
+    )
+    return result
 
 
 @dataclass
 class _Chunks:
     """Fetched days buffered and written to the bucket in chunks (one load package each)."""
 
-    runner: _ExchangeRatesPipeline
+    runner: _Bucket
     problems: DayProblems
     total: int
     on_loaded: Callable[[int], None]
@@ -401,7 +471,7 @@ class _Chunks:
 
 
 def _fetch_and_load(
-    runner: _ExchangeRatesPipeline,
+    runner: _Bucket,
     client: Any,
     missing: list[date],
     settings: ExchangeRatesSettings,
@@ -447,3 +517,17 @@ def last_complete_day() -> date:
     it is.
     """
     return utc_today() - timedelta(days=1)
+
+
+SPEC = PipelineSpec(
+    name=PIPELINE_NAME,
+    dataset=STATE_DATASET,
+    extract_load=_extract_load,
+    destination=_destination,
+    # whole files named by their content's day or publication: a second writer rewrites the
+    # same bytes under the same name, and Snowpipe loads a name once
+    in_warehouse=False,
+    prepare=_prepare,
+    summarize=_summarize,
+    audit=persist_audit,
+)

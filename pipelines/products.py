@@ -9,19 +9,18 @@ that commit; a failure anywhere before it leaves the old table as it was. We do 
 `refresh="drop_resources"`/`"drop_data"`: they drop or truncate the live table when the load
 starts, so a failing load would leave it missing or empty.
 
-State lives only in the warehouse: every run starts as on a fresh machine (dlt's working folder
-emptied, state and schemas restored from the destination, `runner.start_from_destination`),
-because a production run may land on any worker of the pool in a new folder. The cursor travels
-in dlt state with each load package and dlt restores only the state of completed loads, so it
-never advances past rows that did not land. After a failed run we also abort the pending
-package (dlt's `abort_packages`), which rewinds this process's state to before it.
+The run itself (guard, fence, state from the warehouse, load, summary, audit) is
+`runner.execute(environment, SPEC, full_refresh=...)`: this module declares what is products'
+own. State lives only in the warehouse: every run starts as on a fresh machine, because a
+production run may land on any worker of the pool in a new folder. The cursor travels in dlt
+state with each load package and dlt restores only the state of completed loads, so it never
+advances past rows that did not land.
 
 A full refresh forgets the cursor and reloads everything; its new cursor reaches the warehouse
 in the same load as the rows. If it fails, nothing changed where a fresh worker looks: the old
 table and the old cursor stay, later daily runs go on incrementally, and the operator reruns
-`products-full-refresh` (its failure alerts). One run at a time holds the pipeline
-(`environment.run_guard`): two loads of one table at once would empty each other's staging
-rows (dlt truncates the staging table at the start of each load).
+`products-full-refresh` (its failure alerts). One run at a time holds the pipeline (the
+runner's guard), and the warehouse refuses a run that lost it (pipelines/fencing.py).
 
 Schema contract (`SCHEMA_CONTRACT`): new tables and new columns evolve (a column added to
 `raw_data.products` appears in the warehouse on the next run); a changed data type is frozen:
@@ -36,27 +35,20 @@ environment's fallback (locally, the cluster `data-pipelines up` started).
 from __future__ import annotations
 
 import logging
-from functools import partial
 from typing import Any
 
 import dlt
 from dlt.common.configuration.specs import ConnectionStringCredentials
 from dlt.common.configuration.specs.exceptions import NativeValueError
-from dlt.common.pipeline import LoadInfo
 from dlt.common.schema.exceptions import DataValidationError
 from dlt.common.schema.typing import TSchemaContractDict
 
 from pipelines.environment import ConfigurationError, Environment, configure_runtime
 from pipelines.errors import SchemaContractViolation, exception_chain
 from pipelines.names import PRODUCTS_PIPELINE
-from pipelines.pipeline_run import PipelineRun
-from pipelines.runner import (
-    extract_normalize_load,
-    load_summary,
-    make_pipeline,
-    persist_run_audit,
-    start_from_destination,
-)
+from pipelines.pipeline_run import PipelineRun, RunSummary
+from pipelines.runner import RunContext, execute, make_pipeline
+from pipelines.spec import PipelineSpec
 from sources.products import (
     CURSOR_COLUMN,
     RESOURCE_NAME,
@@ -125,37 +117,24 @@ def _reset_cursor(pipeline: dlt.Pipeline) -> None:
         resources.get(RESOURCE_NAME, {}).pop("incremental", None)
 
 
-def _abort_pending(pipeline: dlt.Pipeline, environment: Environment) -> None:
-    """Drop unfinished load packages and rewind local state to before them (dlt's abort).
-
-    The aborted rows are re-read by the next run: the cursor never stays ahead of them.
-    """
-    if not pipeline.has_pending_data:
-        return
-    with environment.warehouse_lock():  # finishing an abort opens the destination
-        pipeline.abort_packages()
-
-
 def run(environment: Environment, *, full_refresh: bool = False) -> PipelineRun:
     """Load new audit rows (or, with `full_refresh`, all of them) into the warehouse.
 
     The summary also names the warehouse columns the source table no longer has
     (`dropped_columns`: NULL in every row this run loaded); the flows report them.
     """
-    dsn = products_dsn(environment)
-    # Daily, full refresh and the CLI are separate entry points loading one table.
-    with environment.run_guard(PIPELINE_NAME):
-        pipeline = start_from_destination(
-            make_products_pipeline(environment), environment.warehouse_lock
-        )
-        load_info = _run(environment, pipeline, dsn, full_refresh)
-        summary = load_summary(load_info)
-        # no row loaded, so none got a NULL: skip the check
-        dropped = _dropped_columns(pipeline) if summary["rows"].get(TABLE_NAME) else []
-    summary["dropped_columns"] = {TABLE_NAME: dropped} if dropped else {}
-    # the audit goes beside the table: `_load_info` / `_trace` of the same dataset
-    audit = partial(persist_run_audit, load_lock=environment.warehouse_lock)
-    return PipelineRun(load_info, summary, audit)
+    return execute(environment, SPEC, full_refresh=full_refresh)
+
+
+def _prepare(environment: Environment, *, full_refresh: bool = False) -> dict[str, Any]:
+    """The DSN, resolved before the guard: a missing one fails with nothing held or written."""
+    return {"dsn": products_dsn(environment), "full_refresh": full_refresh}
+
+
+def _summarize(context: RunContext, summary: RunSummary, details: Any) -> RunSummary:
+    # no row loaded, so none got a NULL: skip the check
+    dropped = _dropped_columns(context.pipeline) if summary.rows.get(TABLE_NAME) else []
+    return summary.with_(dropped_columns={TABLE_NAME: dropped} if dropped else {})
 
 
 def _dropped_columns(pipeline: dlt.Pipeline) -> list[str]:
@@ -181,34 +160,21 @@ def _dropped_columns(pipeline: dlt.Pipeline) -> list[str]:
     return dropped
 
 
-def _run(
-    environment: Environment, pipeline: dlt.Pipeline, dsn: str, full_refresh: bool
-) -> LoadInfo:
+def _extract_load(context: RunContext, *, dsn: str, full_refresh: bool) -> None:
+    pipeline = context.pipeline
     source = products_source(credentials=dsn)
-    load_destination = None
+    options: dict[str, Any] = {}
     if full_refresh or cursor_value(pipeline) is None:
         _reset_cursor(pipeline)
         source.resources[RESOURCE_NAME].apply_hints(write_disposition="replace")
-        if not _warehouse_has_table(pipeline, environment):
+        if context.environment.serialized_loads and not _warehouse_has_table(context):
             # Nothing to keep visible yet, so no staging copy to swap in: load straight into
-            # the new table (10M rows: load step 28 -> 20 s, peak RSS 590 -> 478 MiB).
-            load_destination = environment.warehouse(replace_strategy="truncate-and-insert")
+            # the new table (10M rows: load step 28 -> 20 s, peak RSS 590 -> 478 MiB). Only
+            # where loads are serialised, so the fence checked under that lock covers it.
+            options["replace_strategy"] = "truncate-and-insert"
     try:
-        return extract_normalize_load(
-            pipeline,
-            source,
-            load_lock=environment.warehouse_lock,
-            load_destination=load_destination,
-            schema_contract=SCHEMA_CONTRACT,
-        )
+        context.load(source, destination_options=options, schema_contract=SCHEMA_CONTRACT)
     except Exception as error:
-        # dlt would keep a failed package pending with the cursor already advanced in local
-        # state; we rewind instead, so a later run re-reads those rows rather than trusting
-        # a package that may never load.
-        try:
-            _abort_pending(pipeline, environment)
-        except Exception as abort_error:  # never hide the original failure
-            logger.warning("Could not abort the failed products load package: %s", abort_error)
         violation = _contract_violation(error)
         if violation is not None:
             fix = (
@@ -228,10 +194,10 @@ def _run(
         raise
 
 
-def _warehouse_has_table(pipeline: dlt.Pipeline, environment: Environment) -> bool:
+def _warehouse_has_table(context: RunContext) -> bool:
     """Whether the warehouse holds the products table (True when unsure: the safe answer)."""
     try:
-        with environment.warehouse_lock(), pipeline.destination_client() as client:
+        with context.locked(), context.pipeline.destination_client() as client:
             exists, _ = client.get_storage_table(TABLE_NAME)  # type: ignore[attr-defined]
             return bool(exists)
     except Exception as error:  # any doubt keeps the atomic swap
@@ -241,3 +207,12 @@ def _warehouse_has_table(pipeline: dlt.Pipeline, environment: Environment) -> bo
 
 def _contract_violation(error: BaseException) -> DataValidationError | None:
     return next((e for e in exception_chain(error) if isinstance(e, DataValidationError)), None)
+
+
+SPEC = PipelineSpec(
+    name=PIPELINE_NAME,
+    dataset=DATASET_NAME,
+    extract_load=_extract_load,
+    prepare=_prepare,
+    summarize=_summarize,
+)

@@ -79,7 +79,7 @@ def warehouse_execute(sql: str) -> None:
 
 
 def loaded_rows(load_info: Any) -> int:
-    return int(load_summary(load_info)["rows"].get("products", 0))
+    return int(load_summary(load_info).rows.get("products", 0))
 
 
 def source_execute(dsn: str, sql: str, params: tuple[Any, ...] = ()) -> None:
@@ -124,7 +124,7 @@ def test_loaded_packages_keep_no_data_files(products: ProductsDatabase) -> None:
     # Every run starts from a scratch working folder restored from the warehouse, so only the
     # last run's package metadata is there (for `dlt pipeline products trace`).
     assert len(list(pipeline_folder.glob("load/loaded/*"))) == 1
-    assert load_summary(info)["files"] == {"products": 1}
+    assert load_summary(info).files == {"products": 1}
 
 
 def test_default_lookback_rereads_window_without_duplicates(products: ProductsDatabase) -> None:
@@ -292,7 +292,7 @@ def test_new_source_column_appears_in_the_warehouse(products: ProductsDatabase) 
         (activity["first_audit_id"],),
     )
     info = run()
-    assert "category" in load_summary(info)["schema_changes"]["products"]
+    assert "category" in load_summary(info).schema_changes["products"]
     categories = dict(
         warehouse(
             f"SELECT audit_id >= {activity['first_audit_id']}, count(category) "
@@ -389,7 +389,7 @@ def test_a_worker_process_reads_an_escaped_password_without_importing_sqlalchemy
             "from environments import load_environment\n"
             "from pipelines import products\n"
             "run = products.run(load_environment())\n"
-            "print(json.dumps([run.summary['rows'], 'sqlalchemy' in sys.modules]))\n"
+            "print(json.dumps([run.summary.rows, 'sqlalchemy' in sys.modules]))\n"
         )
         env = {**os.environ, "SOURCES__PRODUCTS__CREDENTIALS": dsn}
         done = subprocess.run(

@@ -22,6 +22,7 @@ from flows.currencies import currencies_weekly_flow
 from flows.exchange_rates import exchange_rates_backfill_flow
 from flows.products import products_daily_flow
 from flows.reporting import report_key, report_rows
+from pipelines.pipeline_run import RunSummary
 from local_stack.oxr_sandbox import OXRSandbox
 from local_stack.oxr_sandbox import currencies as sandbox_currencies
 from local_stack.products_data import seed, simulate_day
@@ -151,14 +152,14 @@ def test_products_report_and_audit_next_to_the_merged_table(
 
 
 def test_report_rows_name_new_columns() -> None:
-    summary = {
-        "pipeline": "products",
-        "rows": {"products": 5},
-        "files": {"products": 2},
-        "schema_changes": {"products": ["discount_pct"]},
-        "new_tables": [],
-        "duration_seconds": 1.5,
-    }
+    summary = RunSummary(
+        pipeline="products",
+        rows={"products": 5},
+        files={"products": 2},
+        schema_changes={"products": ["discount_pct"]},
+        new_tables=[],
+        duration_seconds=1.5,
+    )
     assert report_rows(summary)[0]["schema_changes"] == "new columns: discount_pct"
     assert report_key("exchange_rates-daily") == "exchange-rates-daily-report"
 
@@ -192,23 +193,24 @@ def test_dlt_log_lines_reach_the_flow_run_logs() -> None:
 
 
 def test_backfill_description_names_missing_days_quarantine_warnings_and_pipe_failures() -> None:
-    from flows.reporting import describe, report_rows
+    from datetime import date
 
-    summary = {
-        "pipeline": "exchange_rates",
-        "rows": {"historical": 2},
-        "backfill": {
-            "start_date": "2026-01-01",
-            "end_date": "2026-01-04",
-            "days_requested": 4,
-            "days_skipped": 0,
-            "days_loaded": 2,
-            "days_not_available": ["2026-01-02", "2026-01-03"],
-            "quarantined": ["/b/_quarantine/exchange-rates/t/historical/2026-01-04.jsonl.gz"],
-            "rate_warnings": ["2026-01-04 EUR 0.9 -> 5"],
-        },
-        "local_pipe": {"failed": [{"file": "latest/x.jsonl.gz", "error": "EOFError"}]},
-    }
+    from flows.reporting import describe, report_rows
+    from pipelines.exchange_rates import BackfillResult
+
+    result = BackfillResult(
+        start_date=date(2026, 1, 1),
+        end_date=date(2026, 1, 4),
+        days_total=4,
+        days_skipped=0,
+        days_requested=4,
+        days_loaded=2,
+        days_not_available=[date(2026, 1, 2), date(2026, 1, 3)],
+        quarantined=["/b/_quarantine/exchange-rates/t/historical/2026-01-04.jsonl.gz"],
+        rate_warnings=["2026-01-04 EUR 0.9 -> 5"],
+        local_pipe={"failed": [{"file": "latest/x.jsonl.gz", "error": "EOFError"}]},
+    )
+    summary = result.summarize(RunSummary(pipeline="exchange_rates"))
     text = describe("exchange-rates-backfill", [summary])
     assert "no rates at OXR, skipped: 2026-01-02, 2026-01-03" in text
     assert "1 broken file(s) moved to quarantine" in text

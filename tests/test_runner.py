@@ -11,7 +11,8 @@ import pytest
 
 from environments import load_environment
 from local_stack.warehouse import warehouse_path
-from pipelines.runner import extract_normalize_load, make_pipeline
+from pipelines.runner import RunContext, make_pipeline
+from pipelines.spec import PipelineSpec
 
 
 def _count_partial_resolutions(destination: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -27,6 +28,12 @@ def _count_partial_resolutions(destination: Any, monkeypatch: pytest.MonkeyPatch
     return calls
 
 
+def _load(pipeline: dlt.Pipeline, data: object) -> None:
+    """The runner's load step (extract, normalize, load under the warehouse lock), unfenced."""
+    spec = PipelineSpec(pipeline.pipeline_name, pipeline.dataset_name, extract_load=print)
+    RunContext(load_environment(), spec, pipeline).load(data)
+
+
 def test_a_run_resolves_destination_capabilities_once_per_naming(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -36,7 +43,7 @@ def test_a_run_resolves_destination_capabilities_once_per_naming(
     calls = _count_partial_resolutions(destination, monkeypatch)
     pipeline = make_pipeline("runner_test", destination, "runner_test")
     rows = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
-    extract_normalize_load(pipeline, dlt.resource(rows, name="items"))
+    _load(pipeline, dlt.resource(rows, name="items"))
     assert calls[0] <= 2, f"capabilities resolved the configuration {calls[0]} times in one run"
 
     # the cached answer is still the destination's: our atomic-swap settings hold
@@ -82,7 +89,7 @@ def test_an_exported_dlt_local_dir_moves_the_warehouse_readers_with_the_writers(
     elsewhere = data_dir.parent / "elsewhere"
     monkeypatch.setenv("DLT_LOCAL_DIR", str(elsewhere))
     pipeline = make_pipeline("moved_test", load_environment().warehouse(), "moved_test")
-    extract_normalize_load(pipeline, dlt.resource([{"id": 1}], name="items"))
+    _load(pipeline, dlt.resource([{"id": 1}], name="items"))
     assert warehouse_path("DLT") == elsewhere / "dlt.duckdb"
     with duckdb.connect(str(warehouse_path("DLT")), read_only=True) as warehouse:
         assert warehouse.sql("select count(*) from moved_test.items").fetchall() == [(1,)]
