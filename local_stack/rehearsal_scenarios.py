@@ -44,7 +44,7 @@ from pipelines.names import (
 WAIT_LINE = "Waiting for the "
 BACKFILLS = (("2026-02-01", "2026-02-10"), ("2026-02-06", "2026-02-15"))
 # The products load right after it fills the staging table (the stand-in's --hold-after).
-FILLS_PRODUCTS_STAGING = r'^\s*COPY\s+INTO\s+"?APPLICATION_DATA_STAGING"?\."?PRODUCTS"?'
+FILLS_PRODUCTS_STAGING = r'^\s*COPY\s+INTO\s+"?APPLICATION_DATA_STAGING(_\d+)?"?\."?PRODUCTS"?'
 # The longest a scenario holds its first run for the others (the gate opens itself at 120 s).
 OVERLAP_SECONDS = 100.0
 SLOW_OXR_SECONDS = 2.0

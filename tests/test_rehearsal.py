@@ -336,3 +336,67 @@ def test_daily_inside_a_full_refresh_waits_and_products_equals_the_source(
     assert keys == expected  # row for row by key, no duplicate
     assert "Waiting for the products pipeline" in second_log, second_log[-2000:]
     assert "Got the products pipeline" in second_log
+
+
+# A run admitted without the guard, as after its predecessor's lease ran out while that one was
+# cut off from Prefect (or the limit was switched off): only the warehouse can stop a stale commit.
+ADMITTED_WITHOUT_THE_GUARD = (
+    "import contextlib, dataclasses\n"
+    "environment = dataclasses.replace(environment, run_guard=lambda name: "
+    "contextlib.nullcontext())\n"
+)
+TAKES_THE_TOKEN_ONLY = (
+    "from pipelines import fencing, products\n"
+    "from pipelines.runner import make_pipeline\n"
+    "fencing.take_fence(make_pipeline('products', environment.warehouse(), 'application_data'))\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("stale_run", "newer_run"),
+    [
+        pytest.param(
+            "run(environment, full_refresh=True)",
+            ADMITTED_WITHOUT_THE_GUARD + "from pipelines.products import run\nrun(environment)\n",
+            id="full-refresh-holder-then-a-daily",
+        ),
+        pytest.param("run(environment)", TAKES_THE_TOKEN_ONLY, id="daily-holder-then-a-takeover"),
+    ],
+)
+def test_a_holder_that_lost_its_slot_mid_load_is_fenced_and_products_equals_the_source(
+    stand_ins: StandIns, tmp_path: Path, stale_run: str, newer_run: str
+) -> None:
+    """Production code, two working folders, the Snowflake stand-in: the holder is held right
+    after it fills its staging table (as a paused or partitioned machine would be), a newer run
+    takes the pipeline's fencing token meanwhile, then the holder resumes. Its commit is refused
+    inside the merge's or swap's own transaction; it fails transient in one line; the next run
+    leaves PRODUCTS equal to the source row for row."""
+    daily = "from pipelines.products import run\nrun(environment)\n"
+    run_production(stand_ins, daily)
+    simulate_day(stand_ins.products_dsn)
+    gate = stand_ins.data_dir.parent / "staging.gate"
+    held = gate.with_name(gate.name + ".held")
+    held.unlink(missing_ok=True)
+    gate.touch()
+    log = tmp_path / "stale.log"
+    try:
+        stale = start_production(
+            stand_ins, f"from pipelines.products import run\n{stale_run}\n", log
+        )
+        processes.wait_until(held.exists, "the holder's staging load", 120, gate)
+        started = time.monotonic()
+        run_production(stand_ins, newer_run)
+        took_over = time.monotonic() - started
+    finally:
+        gate.unlink(missing_ok=True)
+    stale.communicate(timeout=300)
+    stale_log = log.read_text()
+    assert stale.returncode != 0, stale_log[-3000:]
+    assert "FencedOut: The products run lost its slot to a newer run" in stale_log, stale_log[
+        -3000:
+    ]
+    print(f"newer run took the token in {took_over:.1f} s; the stale run's commit was refused")
+
+    run_production(stand_ins, daily)
+    keys = [int(k) for (k,) in query(stand_ins, f"select audit_id from {PRODUCTS} order by 1")]
+    assert keys == source_keys(stand_ins)  # row for row by key, no duplicate

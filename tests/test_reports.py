@@ -22,10 +22,10 @@ from flows.currencies import currencies_weekly_flow
 from flows.exchange_rates import exchange_rates_backfill_flow
 from flows.products import products_daily_flow
 from flows.reporting import report_key, report_rows
-from pipelines.pipeline_run import RunSummary
 from local_stack.oxr_sandbox import OXRSandbox
 from local_stack.oxr_sandbox import currencies as sandbox_currencies
 from local_stack.products_data import seed, simulate_day
+from pipelines.pipeline_run import RunSummary
 from tests.conftest import SANDBOX_APP_ID
 from tests.fixtures.postgres import (  # noqa: F401
     ProductsDatabase,
