@@ -166,7 +166,10 @@ def check_now(pipeline: Any, fence: Fence) -> None:
         with pipeline.sql_client() as client, client.begin_transaction():
             client.execute_many(fence.check_statements())
     except Exception as error:
-        raise fenced_out(error, fence) or error from None
+        found = fenced_out(error, fence)
+        if found is None:
+            raise
+        raise found from None
 
 
 @contextmanager

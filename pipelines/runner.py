@@ -187,7 +187,10 @@ def execute(environment: Environment, spec: PipelineSpec, **params: Any) -> Pipe
             details = spec.extract_load(context, **params)
         except Exception as error:
             _abort_unfinished(context)
-            raise _fenced_instead(context, error) from error
+            fenced = _fenced_out_instead(context, error)
+            if fenced is None:
+                raise
+            raise fenced from None  # one line: the run's own error was its consequence
         steps.append("load")
         load_info = context.combined_load_info()
         summary = load_summary(load_info, pipeline_name=spec.name)
@@ -213,15 +216,16 @@ def _abort_unfinished(context: RunContext) -> None:
         logger.warning("Could not drop the failed run's pending load packages: %s", error)
 
 
-def _fenced_instead(context: RunContext, error: Exception) -> Exception:
-    """The run's failure, or `FencedOut` when a newer run took the pipeline meanwhile.
+def _fenced_out_instead(context: RunContext, error: Exception) -> fencing.FencedOut | None:
+    """`FencedOut` when a newer run took the pipeline meanwhile (else None: the run's own
+    failure stands).
 
     A newer run drops the stale run's staging dataset, so the stale run may fail on a missing
     table before it reaches a fence check: asking the fence tells the two apart.
     """
     fence = context.fence
     if fence is None:
-        return error
+        return None
     found = fencing.fenced_out(error, fence)
     if found is not None:
         return found
@@ -232,7 +236,7 @@ def _fenced_instead(context: RunContext, error: Exception) -> Exception:
         return fenced
     except Exception as check_error:  # the run's own failure is the one to report
         logger.debug("Could not check the fence after a failure: %s", check_error)
-    return error
+    return None
 
 
 def _audit(context: RunContext, load_info: LoadInfo) -> bool:

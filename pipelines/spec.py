@@ -11,15 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dlt.common.pipeline import LoadInfo
 
 from pipelines.environment import Environment
 from pipelines.pipeline_run import RunSummary
-
-if TYPE_CHECKING:
-    from pipelines.runner import RunContext
 
 
 def warehouse_destination(environment: Environment, **options: Any) -> Any:
@@ -54,5 +51,6 @@ class PipelineSpec:
     destination: Callable[..., Any] = warehouse_destination
     in_warehouse: bool = True
     prepare: Callable[..., dict[str, Any]] | None = None
-    summarize: Callable[[RunContext, RunSummary, Any], RunSummary] | None = None
+    # (runner.RunContext, RunSummary, details) -> RunSummary
+    summarize: Callable[[Any, RunSummary, Any], RunSummary] | None = None
     audit: Callable[[Environment, LoadInfo], Any] | None = None

@@ -147,8 +147,12 @@ def test_backfill_rerun_and_overlap_leave_one_row_per_day(
 
     listing = bucket_listing(data_dir)
     assert under_prefix(listing) == historical_keys(ten_days)
-    # dlt's bookkeeping sits beside the watched prefix, never inside it.
-    assert {p.split("/", 1)[0] for p in listing} == {"exchange-rates", "_dlt_exchange_rates"}
+    # dlt's bookkeeping and the runs' audit sit beside the watched prefix, never inside it.
+    assert {p.split("/", 1)[0] for p in listing} == {
+        "exchange-rates",
+        "_dlt_exchange_rates",
+        "_dlt_exchange_rates_audit",
+    }
 
 
 def test_rewritten_day_is_reloaded_and_users_still_see_one_row(
@@ -184,7 +188,7 @@ def test_s3_layout_in_moto_has_only_date_named_data_files_under_the_prefix(
     data = [k for k in keys if k.startswith("exchange-rates/")]
     assert data[:3] == historical_keys(["2026-01-01", "2026-01-02", "2026-01-03"])
     assert len(data) == 4 and data[3].startswith("exchange-rates/latest/")
-    assert all(k.startswith("_dlt_exchange_rates/") for k in keys if k not in data)
+    assert all(k.startswith("_dlt_exchange_rates") for k in keys if k not in data)
 
     rerun = backfill("2026-01-01", "2026-01-04")  # resume reads the bucket on S3 too
     assert (rerun.days_skipped, rerun.days_requested) == (3, 1)

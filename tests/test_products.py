@@ -27,7 +27,6 @@ from local_stack.warehouse import warehouse_path
 from pipelines.environment import ConfigurationError
 from pipelines.errors import exception_chain, is_permanent, root_cause_message
 from pipelines.products import SchemaContractViolation, cursor_value
-from pipelines.runner import load_summary
 from sources.errors import PermanentSourceError, TransientSourceError
 from tests.fixtures.postgres import (  # noqa: F401
     ProductsDatabase,
@@ -78,8 +77,8 @@ def warehouse_execute(sql: str) -> None:
         conn.execute(sql)
 
 
-def loaded_rows(load_info: Any) -> int:
-    return int(load_summary(load_info).rows.get("products", 0))
+def loaded_rows(run: Any) -> int:
+    return int(run.summary.rows.get("products", 0))
 
 
 def source_execute(dsn: str, sql: str, params: tuple[Any, ...] = ()) -> None:
@@ -122,9 +121,9 @@ def test_loaded_packages_keep_no_data_files(products: ProductsDatabase) -> None:
     pipeline_folder = Path(make_products_pipeline().working_dir)
     assert list(pipeline_folder.glob("load/loaded/*/completed_jobs/*")) == []
     # Every run starts from a scratch working folder restored from the warehouse, so only the
-    # last run's package metadata is there (for `dlt pipeline products trace`).
-    assert len(list(pipeline_folder.glob("load/loaded/*"))) == 1
-    assert load_summary(info).files == {"products": 1}
+    # last run's package metadata is there, its data and its audit (`dlt pipeline products trace`).
+    assert len(list(pipeline_folder.glob("load/loaded/*"))) == 2
+    assert info.summary.files == {"products": 1}
 
 
 def test_default_lookback_rereads_window_without_duplicates(products: ProductsDatabase) -> None:
@@ -292,7 +291,7 @@ def test_new_source_column_appears_in_the_warehouse(products: ProductsDatabase) 
         (activity["first_audit_id"],),
     )
     info = run()
-    assert "category" in load_summary(info).schema_changes["products"]
+    assert "category" in info.summary.schema_changes["products"]
     categories = dict(
         warehouse(
             f"SELECT audit_id >= {activity['first_audit_id']}, count(category) "

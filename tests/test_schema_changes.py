@@ -28,6 +28,7 @@ from infra.prefect_setup import ensure_work_pools
 from local_stack.products_data import seed, simulate_day
 from local_stack.webhook_receiver import WebhookReceiver
 from pipelines.errors import exception_chain, is_permanent
+from pipelines.pipeline_run import RunSummary
 from sources.exchange_rates import FetchedDay, historical_resource
 from tests.fixtures.postgres import (  # noqa: F401
     ProductsDatabase,
@@ -93,13 +94,13 @@ def test_oxr_contract_refuses_a_column_or_type_the_validation_would_not_allow(
 
 
 def test_changes_in_a_summary_skip_new_tables_and_name_columns() -> None:
-    summary = {
-        "pipeline": "products",
-        "dataset": "application_data",
-        "schema_changes": {"products": ["category"], "fresh": ["a", "b"]},
-        "new_tables": ["fresh"],
-        "dropped_columns": {"products": ["product_name"]},
-    }
+    summary = RunSummary(
+        pipeline="products",
+        dataset="application_data",
+        schema_changes={"products": ["category"], "fresh": ["a", "b"]},
+        new_tables=["fresh"],
+        dropped_columns={"products": ["product_name"]},
+    )
     changes = changes_in(summary)
     assert [(c.event, c.table, c.columns) for c in changes] == [
         (COLUMNS_ADDED, "products", ("category",)),
