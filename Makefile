@@ -1,4 +1,4 @@
-.PHONY: demo test down bench rehearse upgrade-check
+.PHONY: demo test down bench bench-smoke bench-compare rehearse upgrade-check
 
 demo:  ## set up and run the main job on the local default
 	scripts/demo.sh
@@ -20,6 +20,19 @@ bench:  ## benchmarks: print figures, not pass/fail (docs/benchmarks.md)
 	.venv/bin/python -m benchmarks.bench_products --rows 1000000 --rss-rows 10000000
 	.venv/bin/python -m benchmarks.bench_latency
 	.venv/bin/python -m benchmarks.bench_run_guard
+
+bench-smoke:  ## every benchmark once at a tiny size (exits 0, prints its figures): ~3 min; slow: + ~90 s
+	scripts/setup.sh
+	uv sync --frozen --quiet --compile-bytecode --group bench
+	.venv/bin/python -m pytest tests/test_benchmarks.py $(BENCH_SMOKE_FLAGS)
+
+# An older commit's products pipeline beside this tree's, same rows, same minutes:
+# make bench-compare BASE=0fc3bfa [ROWS=1000000] (docs/benchmarks.md, "Comparing with an older commit")
+BASE ?= 0fc3bfa
+ROWS ?= 1000000
+bench-compare:  ## products: BASE's pipeline beside this tree's, one run, side by side
+	scripts/setup.sh
+	scripts/bench_commit.sh $(BASE) -- --rows $(ROWS) --rss-rows 0 --ours-only
 
 # The fast tests `make upgrade-check` runs on the newest versions (and on the locked ones, to tell
 # what the upgrade broke from what already failed): no Prefect server, a few minutes on 2 cores.

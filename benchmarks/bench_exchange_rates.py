@@ -97,32 +97,25 @@ def _fresh_data_dir(root: Path, name: str) -> Path:
 
 
 def _sequential(days: list[date]) -> float:
-    from environments import load_environment
-    from pipelines.exchange_rates import _make
-    from sources.exchange_rates import (
-        FetchedDay,
-        historical_resource,
-        make_client,
-        resolve_settings,
-    )
+    from benchmarks.run_pipeline import load_environment, load_fetched_days
+    from sources.exchange_rates import FetchedDay, make_client, resolve_settings
 
     started = time.perf_counter()
     client = make_client(resolve_settings())
     fetched = [FetchedDay(day, client.historical(day)) for day in days]
-    _make(load_environment("local")).load(historical_resource(fetched))
+    load_fetched_days(load_environment("local"), fetched)
     return time.perf_counter() - started
 
 
-def _ours(days: list[date], concurrency: int, limit: float) -> tuple[float, Any]:
-    from environments import load_environment
-    from pipelines.exchange_rates import backfill
-    from sources.exchange_rate_dates import DateRange
+def _ours(days: list[date], concurrency: int, limit: float) -> tuple[float, int]:
+    """Seconds of our backfill over `days`, and the days it loaded."""
+    from benchmarks.run_pipeline import load_environment, run_exchange_rates_backfill
 
     os.environ["SOURCES__OPEN_EXCHANGE_RATES__MAX_CONCURRENCY"] = str(concurrency)
     os.environ["SOURCES__OPEN_EXCHANGE_RATES__MAX_REQUESTS_PER_SECOND"] = str(limit)
     started = time.perf_counter()
-    result = backfill(load_environment("local"), DateRange.parse(days[0], days[-1]))
-    return time.perf_counter() - started, result
+    loaded = run_exchange_rates_backfill(load_environment("local"), days[0], days[-1])
+    return time.perf_counter() - started, loaded
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         for concurrency, limit in runs:
             sandbox.reset()
             _fresh_data_dir(root, f"ours-{limit:g}")
-            seconds, result = _ours(days, concurrency, limit)
-            assert result.days_loaded == len(days), result.summary()
+            seconds, loaded = _ours(days, concurrency, limit)
+            if loaded != len(days):
+                raise RuntimeError(f"ours loaded {loaded} of {len(days)} days")
             rows.append(
                 (
                     f"ours, {concurrency} concurrent",

@@ -1,6 +1,6 @@
 """Trigger -> Completed for each deployment on the local stack, against Prefect's own floor.
 
-    python -m benchmarks.bench_latency [--repeats 3]
+    python -m benchmarks.bench_latency [--repeats 3] [--deployments NAME ...]
 
 Starts the whole local stack (`local_stack.stack.up()`: OXR sandbox, PostgreSQL with the demo's
 5,000 product rows, a Prefect server on SQLite, the `production` pool, the deployments from
@@ -41,42 +41,43 @@ import yaml
 TARGET_RATIO = 1.2
 TRIVIAL = "bench-trivial/bench"
 BACKFILL_PARAMETERS = {"start_date": "2026-01-01", "end_date": "2026-01-07"}
+
+
 # deployment -> (parameters, the bare pipeline calls run in a child process: "imports\ncalls")
-ENV = "from environments import load_environment\n"
+# The bare calls go through benchmarks/run_pipeline.py like every benchmark's; `preload` does
+# the imports, so the child can time them apart from the call.
+def _bare(name: str, call: str) -> str:
+    return (
+        f"from benchmarks.run_pipeline import *\npreload({name!r})\n"
+        f"env = load_environment(None); {call}"
+    )
+
+
 DEPLOYMENTS: dict[str, tuple[dict[str, Any], str]] = {
-    "currencies-weekly/production": (
-        {},
-        "from pipelines.currencies import run\n" + ENV + "run(load_environment())",
-    ),
+    "currencies-weekly/production": ({}, _bare("currencies", "run_currencies(env)")),
     "exchange-rates-daily/production": (
         {},
         # the flow's two pipeline calls: the latest rates, then yesterday's final rates
-        "from pipelines.exchange_rates import backfill, last_complete_day, run_latest\n"
-        "from sources.exchange_rate_dates import DateRange\n"
-        + ENV
-        + "env = load_environment(); day = last_complete_day(); "
-        "run_latest(env); backfill(env, DateRange(day, day))",
+        _bare(
+            "exchange_rates",
+            "day = last_complete_day(); run_exchange_rates_latest(env); "
+            "run_exchange_rates_backfill(env, day, day)",
+        ),
     ),
     "exchange-rates-backfill/production": (
         BACKFILL_PARAMETERS,
-        "from pipelines.exchange_rates import backfill\n"
-        "from sources.exchange_rate_dates import DateRange\n"
-        + ENV
-        + f"backfill(load_environment(), DateRange.parse({BACKFILL_PARAMETERS['start_date']!r}, "
-        f"{BACKFILL_PARAMETERS['end_date']!r}))",
+        _bare(
+            "exchange_rates",
+            f"run_exchange_rates_backfill(env, {BACKFILL_PARAMETERS['start_date']!r}, "
+            f"{BACKFILL_PARAMETERS['end_date']!r})",
+        ),
     ),
-    "products-daily/production": (
-        {},
-        "from pipelines.products import run\n" + ENV + "run(load_environment())",
-    ),
+    "products-daily/production": ({}, _bare("products", "run_products(env)")),
     "products-full-refresh/production": (
         {},
-        "from pipelines.products import run\n" + ENV + "run(load_environment(), full_refresh=True)",
+        _bare("products", "run_products(env, full_refresh=True)"),
     ),
-    "data-freshness/production": (
-        {},
-        "from pipelines.verify import verify\n" + ENV + "verify(load_environment())",
-    ),
+    "data-freshness/production": ({}, _bare("verify", "run_verify(env)")),
 }
 BARE_CHILD = """
 import json, sys, time
@@ -159,7 +160,8 @@ def _bare_call(code: str, env: dict[str, str]) -> dict[str, float]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def benchmark(repeats: int) -> None:
+def benchmark(repeats: int, only: list[str] | None = None) -> None:
+    deployments = {name: DEPLOYMENTS[name] for name in (only or DEPLOYMENTS)}
     base = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     base.chmod(0o755)  # the PostgreSQL server user must reach its data folder
     os.environ["DATA_PIPELINES_DATA_DIR"] = str(base / "data")
@@ -179,17 +181,17 @@ def benchmark(repeats: int) -> None:
         env = running.worker_env
         _deploy_trivial(env, base)
         print(f"stack up and deployed in {time.monotonic() - started:.0f} s", flush=True)
-        names = [TRIVIAL, *DEPLOYMENTS]
+        names = [TRIVIAL, *deployments]
         timings: dict[str, list[dict[str, float]]] = {name: [] for name in names}
-        bare: dict[str, list[dict[str, float]]] = {name: [] for name in DEPLOYMENTS}
+        bare: dict[str, list[dict[str, float]]] = {name: [] for name in deployments}
         with temporary_settings(updates={PREFECT_API_URL: running.prefect_api_url}):
             for name in names:  # warm-up: first loads, bytecode, the server's caches
-                _run_and_wait(name, DEPLOYMENTS.get(name, ({}, ""))[0])
+                _run_and_wait(name, deployments.get(name, ({}, ""))[0])
             for _ in range(repeats):
                 for name in names:
-                    timings[name].append(_run_and_wait(name, DEPLOYMENTS.get(name, ({}, ""))[0]))
+                    timings[name].append(_run_and_wait(name, deployments.get(name, ({}, ""))[0]))
                     if name in bare:
-                        bare[name].append(_bare_call(DEPLOYMENTS[name][1], env))
+                        bare[name].append(_bare_call(deployments[name][1], env))
                 print(f"  round done, load average {_load_average()}", flush=True)
         load = _load_average()
 
@@ -197,7 +199,7 @@ def benchmark(repeats: int) -> None:
             return {key: statistics.median(s[key] for s in samples) for key in samples[0]}
 
         rows.append((TRIVIAL, medians(timings[TRIVIAL]), {"import": 0.0, "call": 0.0}))
-        for name in DEPLOYMENTS:
+        for name in deployments:
             rows.append((name, medians(timings[name]), medians(bare[name])))
     finally:
         stack.down()
@@ -234,8 +236,15 @@ def benchmark(repeats: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_latency")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--deployments",
+        nargs="+",
+        choices=list(DEPLOYMENTS),
+        metavar="NAME",
+        help=f"only these (default: all); {TRIVIAL} always runs as the floor",
+    )
     args = parser.parse_args(argv)
-    benchmark(args.repeats)
+    benchmark(args.repeats, args.deployments)
     return 0
 
 

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,15 +55,14 @@ def _child(mode: str) -> None:
     if mode.startswith("sql_table-"):
         peers.sql_table_child(mode.removeprefix("sql_table-"))
         return
-    from environments import load_environment
-    from pipelines.products import run
-    from pipelines.runner import load_summary
+    from benchmarks.run_pipeline import load_environment, preload, run_products
 
-    started = time.perf_counter()
-    info = run(load_environment("local"), full_refresh=mode == "full-refresh")
+    preload("products")
+    started = time.perf_counter()  # as a flow's task: the environment is chosen, then the run
+    rows = run_products(load_environment("local"), full_refresh=mode == "full-refresh")
     seconds = time.perf_counter() - started
-    rows = load_summary(info)["rows"].get("products", 0)
-    print(json.dumps({"seconds": seconds, "rows": rows}))
+    code = sys.modules["pipelines.products"].__file__  # whose pipeline ran (--base-tree)
+    print(json.dumps({"seconds": seconds, "rows": rows, "code": code}))
 
 
 def _hand_written_load(mode: str) -> None:
@@ -102,23 +102,73 @@ def _hand_written_load(mode: str) -> None:
     print(json.dumps({"seconds": time.perf_counter() - started, "rows": rows}))
 
 
-def _warm_bytecode(env: dict[str, str]) -> None:
+@dataclass(frozen=True)
+class _Tree:
+    """Whose pipeline code a child of ours runs: this tree's, or an older commit's.
+
+    An older commit's child runs with that tree's own venv (`python`) and this tree's driver
+    (`_child`, benchmarks/run_pipeline.py) in front of that tree's code on `path`; `-P` keeps
+    the working folder off sys.path, so `benchmarks` is this tree's and everything else theirs.
+    """
+
+    label: str
+    python: tuple[str, ...] = (sys.executable,)
+    path: str | None = None  # PYTHONPATH for the child; None: this tree
+    cwd: str | None = None
+
+    @property
+    def is_base(self) -> bool:
+        return self.path is not None
+
+    def command(self, mode: str) -> list[str]:
+        return [*self.python, "-m", "benchmarks.bench_products", "--child", mode]
+
+    def environment(self, env: dict[str, str]) -> dict[str, str]:
+        if not self.is_base:
+            return env
+        tree_env = {k: v for k, v in env.items() if k not in ("DLT_PROJECT_DIR", "VIRTUAL_ENV")}
+        tree_env["PYTHONPATH"] = str(self.path)
+        return tree_env
+
+
+CURRENT = _Tree("this tree")
+
+
+def _base_tree(python: str, tree: Path, label: str, base: Path) -> _Tree:
+    """An older commit checked out at `tree` with its venv's `python` (scripts/bench_commit.sh)."""
+    driver = base / "driver"
+    driver.mkdir(exist_ok=True)
+    link = driver / "benchmarks"
+    if not link.exists():
+        link.symlink_to(Path(__file__).resolve().parent, target_is_directory=True)
+    return _Tree(label, (python, "-P"), f"{driver}{os.pathsep}{tree.resolve()}", str(tree))
+
+
+def _warm_bytecode(env: dict[str, str], trees: list[_Tree], ours_only: bool) -> None:
     """Compile once what a run imports, so children time the pipeline, not the compiler.
 
     This machine sets PYTHONDONTWRITEBYTECODE and the venv ships no .pyc files, so every
     process would compile dlt, sqlalchemy and pyarrow from source (~1-2 s). Children write
     bytecode to a cache inside the benchmark folder instead, warmed here by a small real run.
     """
-    _run_child("daily", env)
-    for backend in SQL_TABLE_BACKENDS:
-        _run_child(f"sql_table-{backend}", env)
+    for tree in trees:
+        _run_child("daily", env, tree=tree)
+    if not ours_only:
+        for backend in SQL_TABLE_BACKENDS:
+            _run_child(f"sql_table-{backend}", env)
 
 
-def _run_child(mode: str, env: dict[str, str], command: list[str] | None = None) -> dict[str, Any]:
+def _run_child(
+    mode: str,
+    env: dict[str, str],
+    command: list[str] | None = None,
+    tree: _Tree = CURRENT,
+) -> dict[str, Any]:
     started = time.perf_counter()
     process = subprocess.Popen(
-        command or [sys.executable, "-m", "benchmarks.bench_products", "--child", mode],
-        env=env,
+        command or tree.command(mode),
+        env=tree.environment(env),
+        cwd=tree.cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -137,6 +187,8 @@ def _run_child(mode: str, env: dict[str, str], command: list[str] | None = None)
     if process.returncode != 0:
         raise RuntimeError(f"benchmark child {mode} failed:\n{stderr[-4000:]}")
     result = json.loads(stdout.strip().splitlines()[-1])
+    if tree.is_base and not str(result.get("code", "")).startswith(str(tree.cwd)):
+        raise RuntimeError(f"child {mode} of {tree.label} ran {result.get('code')}, not its tree")
     result["process_seconds"] = wall
     result["peak_rss_bytes"] = usage.ru_maxrss * 1024
     return result
@@ -236,81 +288,173 @@ def _scanner(base: Path, mode: str, env: dict[str, str]) -> dict[str, Any]:
     return _run_child(f"scanner-{mode}", env, peers.scanner_command(base, mode, env))
 
 
+def _ours(
+    report: _Report,
+    trees: list[_Tree],
+    envs: dict[_Tree, dict[str, str]],
+    out: dict[_Tree, dict[str, Any]],
+    key: str,
+    mode: str,
+    name: str,
+    reference: str | None = None,
+    of: str = "",
+) -> None:
+    """One of our steps for every tree, back to back (same data, same minutes)."""
+    for tree in trees:
+        ref = out[tree][reference]["seconds"] if reference else None
+        who = "ours" if not tree.is_base else f"ours@{tree.label}"
+        result = _run_child(mode, envs[tree], tree=tree)
+        out[tree][key] = report.add(name.format(who=who), result, ref, of)
+
+
 def _size(
-    report: _Report, base: Path, cluster: Any, label: str, rows: int, all_steps: bool
-) -> dict[str, Any]:
-    """Every figure for one table size; returns the results the verdicts need."""
+    report: _Report,
+    base: Path,
+    cluster: Any,
+    label: str,
+    rows: int,
+    all_steps: bool,
+    trees: list[_Tree],
+    ours_only: bool,
+) -> dict[_Tree, dict[str, Any]]:
+    """Every figure for one table size; returns, per tree, the results the verdicts need."""
     from local_stack.products_data import seed, simulate_day
 
     dsn = _create_database(cluster, f"bench_{label}")
     started = time.perf_counter()
     seed(dsn, rows)
     print(f"seeded {_fmt_rows(rows)} rows in {time.perf_counter() - started:.1f} s")
-    env = _environment(dsn, base / f"data_{label}")
+    # each tree loads into a warehouse of its own, from the same PostgreSQL rows
+    envs = {
+        tree: _environment(
+            dsn, base / f"data_{label}" if not tree.is_base else base / f"data_{label}_base"
+        )
+        for tree in trees
+    }
+    env = envs[CURRENT]
     size = _fmt_rows(rows)
     copy_result = _copy(dsn, base / "p.csv", 2, rows)
     copy = report.add(f"[{size}] psql \\copy (select *) to csv", copy_result)
     ref = copy["seconds"]
-    out: dict[str, Any] = {"copy": copy}
-    first = _run_child("daily", env)  # no cursor yet: a full load
-    out["full"] = report.add(f"[{size}] ours: first full load", first, ref, "copy")
+    out: dict[_Tree, dict[str, Any]] = {tree: {"copy": copy} for tree in trees}
+    ours = (report, trees, envs, out)
+    # no cursor yet: a full load
+    _ours(*ours, "full", "daily", f"[{size}] {{who}}: first full load", "copy", "copy")
     if all_steps:
-        refresh = _run_child("full-refresh", env)
-        out["refresh"] = report.add(f"[{size}] ours: full refresh (swap)", refresh, ref, "copy")
-    out["no_dlt_full"] = report.add(
-        f"[{size}] no dlt: ADBC -> DuckDB, one transaction",
-        _run_child("no-dlt-full", env),
-        ref,
-        "copy",
-    )
+        _ours(
+            *ours,
+            "refresh",
+            "full-refresh",
+            f"[{size}] {{who}}: full refresh (swap)",
+            "copy",
+            "copy",
+        )
     peer_full = {}
-    for backend in SQL_TABLE_BACKENDS:
-        peer_full[backend] = report.add(
-            f"[{size}] peer: sql_table {backend}, first load",
-            _run_child(f"sql_table-{backend}", env),
+    if not ours_only:
+        out[CURRENT]["no_dlt_full"] = report.add(
+            f"[{size}] no dlt: ADBC -> DuckDB, one transaction",
+            _run_child("no-dlt-full", env),
             ref,
             "copy",
         )
-    out["scanner_full"] = report.add(
-        f"[{size}] floor: DuckDB postgres scanner, CTAS", _scanner(base, "full", env), ref, "copy"
-    )
+        for backend in SQL_TABLE_BACKENDS:
+            peer_full[backend] = report.add(
+                f"[{size}] peer: sql_table {backend}, first load",
+                _run_child(f"sql_table-{backend}", env),
+                ref,
+                "copy",
+            )
+        out[CURRENT]["scanner_full"] = report.add(
+            f"[{size}] floor: DuckDB postgres scanner, CTAS",
+            _scanner(base, "full", env),
+            ref,
+            "copy",
+        )
     activity = simulate_day(dsn, changes=rows // 100)
-    full = out["full"]["seconds"]
-    out["incremental"] = report.add(
-        f"[{size}] ours: incremental, {activity['total']:,} changes (1%)",
-        _run_child("daily", env),
-        full,
+    _ours(
+        *ours,
+        "incremental",
+        "daily",
+        f"[{size}] {{who}}: incremental, {activity['total']:,} changes (1%)",
+        "full",
         "full",
     )
-    for backend in SQL_TABLE_BACKENDS:
+    if not ours_only:
+        for backend in SQL_TABLE_BACKENDS:
+            report.add(
+                f"[{size}] peer: sql_table {backend}, incremental 1%",
+                _run_child(f"sql_table-{backend}", env),
+                peer_full[backend]["seconds"],
+                "full",
+            )
         report.add(
-            f"[{size}] peer: sql_table {backend}, incremental 1%",
-            _run_child(f"sql_table-{backend}", env),
-            peer_full[backend]["seconds"],
+            f"[{size}] no dlt: incremental 1%, one transaction",
+            _run_child("no-dlt-incremental", env),
+            out[CURRENT]["no_dlt_full"]["seconds"],
             "full",
         )
-    report.add(
-        f"[{size}] no dlt: incremental 1%, one transaction",
-        _run_child("no-dlt-incremental", env),
-        out["no_dlt_full"]["seconds"],
-        "full",
-    )
-    report.add(
-        f"[{size}] floor: scanner incremental 1%",
-        _scanner(base, "incremental", env),
-        out["scanner_full"]["seconds"],
-        "full",
-    )
+        report.add(
+            f"[{size}] floor: scanner incremental 1%",
+            _scanner(base, "incremental", env),
+            out[CURRENT]["scanner_full"]["seconds"],
+            "full",
+        )
     if all_steps:
-        out["idle"] = report.add(f"[{size}] ours: no new activity", _run_child("daily", env))
+        _ours(*ours, "idle", "daily", f"[{size}] {{who}}: no new activity")
     return out
 
 
-def benchmark(rows: int, rss_rows: int) -> None:
+def _side_by_side(trees: list[_Tree], small: dict[_Tree, dict[str, Any]], rows: int) -> None:
+    """The figures that compare two trees, one column per tree (same data, same minutes)."""
+    figures = [
+        ("no new rows, s", lambda r: r["idle"]["seconds"], TARGET_FIXED_COST_SECONDS, "s"),
+        (
+            f"{_fmt_rows(rows)} full load / \\copy",
+            lambda r: r["full"]["seconds"] / r["copy"]["seconds"],
+            TARGET_FULL_VS_COPY,
+            "x",
+        ),
+        ("full load, s", lambda r: r["full"]["seconds"], None, "s"),
+        (
+            "full refresh / \\copy",
+            lambda r: r["refresh"]["seconds"] / r["copy"]["seconds"],
+            None,
+            "x",
+        ),
+        (
+            "incremental 1% / full load",
+            lambda r: r["incremental"]["seconds"] / r["full"]["seconds"],
+            TARGET_INCREMENTAL_VS_FULL,
+            "x",
+        ),
+        ("incremental 1%, s", lambda r: r["incremental"]["seconds"], None, "s"),
+        (
+            f"peak RSS at {_fmt_rows(rows)} (full load), MiB",
+            lambda r: r["full"]["peak_rss_bytes"] / 2**20,
+            None,
+            "",
+        ),
+    ]
+    print(f"{'side by side':<40} " + " ".join(f"{t.label:>12}" for t in trees) + "  target")
+    for name, value, target, unit in figures:
+        cells = " ".join(f"{value(small[t]):>11.2f}{unit or ' '}" for t in trees)
+        goal = f"<= {target:g}{unit}" if target is not None else ""
+        print(f"{name:<40} {cells}  {goal}".rstrip())
+
+
+def benchmark(
+    rows: int,
+    rss_rows: int,
+    ours_only: bool = False,
+    base_tree: tuple[str, Path, str] | None = None,
+) -> None:
     from local_stack.postgres import ensure_running, stop
 
     base = Path(tempfile.mkdtemp(prefix="bench-products-"))
     base.chmod(0o755)  # the server user must reach its data folder
+    trees = [CURRENT]
+    if base_tree is not None:
+        trees.insert(0, _base_tree(*base_tree, base=base))
     report = _Report()
     print(f"load average at start: {_load_average()} ({os.cpu_count()} cores)")
     try:
@@ -320,13 +464,21 @@ def benchmark(rows: int, rss_rows: int) -> None:
 
         warm_dsn = _create_database(cluster, "bench_warmup")
         seed(warm_dsn, 1000)
-        _warm_bytecode(_environment(warm_dsn, base / "data_warmup"))
-        peers.scanner_python(base)
-        small = _size(report, base, cluster, "small", rows, all_steps=True)
-        big = _size(report, base, cluster, "big", rss_rows, all_steps=False) if rss_rows else None
+        for tree in trees:
+            warm = "data_warmup" if not tree.is_base else "data_warmup_base"
+            _warm_bytecode(_environment(warm_dsn, base / warm), [tree], ours_only or tree.is_base)
+        if not ours_only:
+            peers.scanner_python(base)
+        sized = _size(report, base, cluster, "small", rows, True, trees, ours_only)
+        big = (
+            _size(report, base, cluster, "big", rss_rows, False, trees, ours_only)[CURRENT]
+            if rss_rows
+            else None
+        )
     finally:
         stop(base / "postgres")
         shutil.rmtree(base, ignore_errors=True)
+    small = sized[CURRENT]
 
     print()
     report.print()
@@ -377,6 +529,9 @@ def benchmark(rows: int, rss_rows: int) -> None:
     for name, value, target, unit in verdicts:
         verdict = "meets" if value <= target else "MISSES"
         print(f"{name:<40} {value:8.2f}{unit:<2} target <= {target:g}{unit}: {verdict}")
+    if len(trees) > 1:
+        print()
+        _side_by_side(trees, sized, rows)
     print(f"load average at end: {_load_average()}")
 
 
@@ -384,12 +539,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_products")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rss-rows", type=int, default=10_000_000, help="0 skips the RSS run")
+    parser.add_argument(
+        "--ours-only",
+        action="store_true",
+        help="only \\copy and our pipeline (no peers, no 'no dlt' loader, no DuckDB scanner)",
+    )
+    parser.add_argument(
+        "--base-python",
+        help="an older commit's venv python: its pipeline beside ours (scripts/bench_commit.sh)",
+    )
+    parser.add_argument("--base-tree", type=Path, help="that commit's checkout")
+    parser.add_argument("--base-label", default="base", help="its column's name (the commit)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         _child(args.child)
         return 0
-    benchmark(args.rows, args.rss_rows)
+    if (args.base_python is None) != (args.base_tree is None):
+        parser.error("--base-python and --base-tree go together")
+    base_tree = (args.base_python, args.base_tree, args.base_label) if args.base_python else None
+    benchmark(args.rows, args.rss_rows, args.ours_only, base_tree)
     return 0
 
 
