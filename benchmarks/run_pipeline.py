@@ -4,8 +4,9 @@ Every benchmark runs a pipeline through these functions, never through `pipeline
 a change of the pipelines' run API means changing this module only. Each function returns the
 rows the run loaded (per table, or a total), read from the run's summary.
 
-Written for the API of this tree: `pipelines.<name>.run(environment, **params)` returns a
-`PipelineRun` whose `summary["rows"]` maps table -> rows. `_rows` also reads an older tree's
+Written for the API of this tree: `pipelines.<name>.run(environment, **params)` (a one-line
+`runner.execute(environment, SPEC, **params)`) returns a `PipelineRun` whose typed
+`summary.rows` maps table -> rows. `_rows` also reads an older tree's
 answer (`run` returned dlt's `LoadInfo`), so `bench_products --base-python/--base-path` can time
 an older commit's pipeline code with this driver (scripts/bench_commit.sh).
 
@@ -97,10 +98,22 @@ def last_complete_day() -> Any:
 def load_fetched_days(environment: Any, fetched: Iterable[Any]) -> None:
     """Days already fetched (`sources.exchange_rates.FetchedDay`) written by our pipeline in
     one load: the tutorial's sequential design with our writer (bench_exchange_rates)."""
-    from pipelines.exchange_rates import _make
+    import dataclasses
+
+    from pipelines import exchange_rates
+    from pipelines.runner import execute
     from sources.exchange_rates import historical_resource
 
-    _make(environment).load(historical_resource(list(fetched)))
+    days = list(fetched)
+    spec = dataclasses.replace(
+        exchange_rates.SPEC,
+        prepare=None,
+        summarize=None,
+        extract_load=lambda context: exchange_rates._Bucket(context).load(
+            historical_resource(days)
+        ),
+    )
+    execute(environment, spec)
 
 
 def run_verify(environment: Any) -> Any:

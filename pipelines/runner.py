@@ -88,6 +88,8 @@ class RunContext:
     pipeline: dlt.Pipeline
     fence: Fence | None = None
     load_infos: list[LoadInfo] = field(default_factory=list)
+    # the destination options of the run's last data load (the audit loads the same way)
+    last_options: dict[str, Any] = field(default_factory=dict)
 
     def locked(self) -> AbstractContextManager[Any]:
         """The warehouse lock (DuckDB admits one writing process per file); nothing for the
@@ -133,6 +135,7 @@ class RunContext:
                     info = _load(self, options)
         if record:
             self.load_infos.append(info)
+            self.last_options = dict(destination_options or {})
         return info
 
     def combined_load_info(self) -> LoadInfo | None:
@@ -339,6 +342,9 @@ def persist_run_audit(load_info: LoadInfo, context: RunContext) -> LoadInfo:
     with quiet_audit_schema():
         return context.load(
             audit_resources(load_info),
+            # the data's own destination settings: the audit's appends need no other (a
+            # first load's direct replace would otherwise make an empty staging table)
+            destination_options=context.last_options,
             record=False,
             # a pipeline's data contract (products freezes data types) is for its data, not
             # for the shape of dlt's bookkeeping documents

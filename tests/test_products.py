@@ -149,8 +149,8 @@ def test_first_load_goes_straight_into_the_new_table_later_ones_swap(
     assert schemas_with_products() == ["application_data"]
     assert warehouse_rows() == source_rows(products.dsn)
     run(full_refresh=True)
-    # a table exists now: the reload goes through staging and the atomic swap
-    assert schemas_with_products() == ["application_data", "application_data_staging"]
+    # a table exists now: the reload goes through the run's own staging and the atomic swap
+    assert schemas_with_products() == ["application_data", "application_data_staging_2"]
     assert warehouse_rows() == source_rows(products.dsn)
 
 

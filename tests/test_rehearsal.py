@@ -11,6 +11,7 @@ pipe stand-in running the DDL's own COPY.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -103,18 +104,23 @@ def stand_ins(
         server.wait(timeout=20)
 
 
-def process_env(stand_ins: StandIns) -> dict[str, str]:
+def process_env(stand_ins: StandIns, prefect_api_url: str | None = None) -> dict[str, str]:
     """A production process's environment on a fresh machine: its own working folder."""
     from prefect.settings import PREFECT_API_URL
 
     folder = Path(tempfile.mkdtemp(prefix="run-", dir=stand_ins.data_dir.parent))
     env = production_env(stand_ins)
-    env.update({"DATA_PIPELINES_DATA_DIR": str(folder), "PREFECT_API_URL": PREFECT_API_URL.value()})
+    env.update(
+        {
+            "DATA_PIPELINES_DATA_DIR": str(folder),
+            "PREFECT_API_URL": prefect_api_url or PREFECT_API_URL.value(),
+        }
+    )
     return env
 
 
 def start_production(
-    stand_ins: StandIns, code: str, log: Path | None = None
+    stand_ins: StandIns, code: str, log: Path | None = None, prefect_api_url: str | None = None
 ) -> subprocess.Popen[str]:
     """`code` in a fresh production process (as a worker runs it), not waited for.
 
@@ -127,16 +133,16 @@ def start_production(
     return subprocess.Popen(
         [sys.executable, "-c", prelude + code],
         cwd=PROJECT_DIR,
-        env=process_env(stand_ins),
+        env=process_env(stand_ins, prefect_api_url),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE if log is None else log.open("w"),
         text=True,
     )
 
 
-def run_production(stand_ins: StandIns, code: str) -> str:
+def run_production(stand_ins: StandIns, code: str, prefect_api_url: str | None = None) -> str:
     """`code` in a fresh production process (as a worker runs it); its stdout."""
-    process = start_production(stand_ins, code)
+    process = start_production(stand_ins, code, prefect_api_url=prefect_api_url)
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr[-4000:]
     return stdout
@@ -398,5 +404,84 @@ def test_a_holder_that_lost_its_slot_mid_load_is_fenced_and_products_equals_the_
     print(f"newer run took the token in {took_over:.1f} s; the stale run's commit was refused")
 
     run_production(stand_ins, daily)
+    keys = [int(k) for (k,) in query(stand_ins, f"select audit_id from {PRODUCTS} order by 1")]
+    assert keys == source_keys(stand_ins)  # row for row by key, no duplicate
+
+
+# ---- a holder partitioned from Prefect ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pool_prefect() -> Iterator[str]:
+    """A real `prefect server start` (its lease expiry loop runs, unlike the test harness's),
+    with the limits `data-pipelines apply prefect` creates: production's server, on loopback."""
+    from local_stack.prefect_server import throwaway_prefect_server
+
+    with throwaway_prefect_server() as api_url:
+        applied = subprocess.run(
+            [str(Path(sys.executable).with_name("data-pipelines")), "apply", "prefect"],
+            cwd=PROJECT_DIR,
+            env={**os.environ, "PREFECT_API_URL": api_url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        yield api_url
+
+
+def products_token(stand_ins: StandIns) -> int:
+    fence = 'DLT.APPLICATION_DATA."_RUN_FENCE"'
+    rows = query(stand_ins, f"select max(token) from {fence} where pipeline_name = 'products'")
+    return int(rows[0][0] or 0)
+
+
+@pytest.mark.parametrize("holder", ["run(environment, full_refresh=True)", "run(environment)"])
+def test_a_holder_partitioned_from_prefect_loses_the_slot_and_cannot_commit(
+    stand_ins: StandIns, pool_prefect: str, tmp_path: Path, holder: str
+) -> None:
+    """The orchestrator's fault, as production meets it: the holder's connection to Prefect
+    stops forwarding (no reset, no close) while it sits in its load; its lease runs out on the
+    server, the next run takes the slot and commits; then the holder resumes. The warehouse
+    refuses the holder's commit, and PRODUCTS equals the source row for row."""
+    from tests.fixtures.freezing_proxy import freezing_proxy
+
+    daily = "from pipelines.products import run\nrun(environment)\n"
+    run_production(stand_ins, daily, pool_prefect)
+    simulate_day(stand_ins.products_dsn)
+    # hold only the holder's own staging load (its token is the next one): the next run passes
+    gate = stand_ins.data_dir.parent / "staging.gate"
+    held = gate.with_name(gate.name + ".held")
+    held.unlink(missing_ok=True)
+    gate.write_text(rf'APPLICATION_DATA_STAGING_{products_token(stand_ins) + 1}"?\.')
+    log, next_log = tmp_path / "holder.log", tmp_path / "next.log"
+    with freezing_proxy(pool_prefect) as proxy:
+        try:
+            stale = start_production(
+                stand_ins,
+                f"from pipelines.products import run\n{holder}\n",
+                log,
+                proxy.url_for(pool_prefect),
+            )
+            processes.wait_until(held.exists, "the holder's staging load", 120, log)
+            proxy.freeze()
+            frozen = time.monotonic()
+            simulate_day(stand_ins.products_dsn)  # new rows for the next run to merge
+            following = start_production(stand_ins, daily, next_log, pool_prefect)
+            following.communicate(timeout=300)
+            took_over = time.monotonic() - frozen
+            assert following.returncode == 0, next_log.read_text()[-3000:]
+        finally:
+            gate.unlink(missing_ok=True)  # the holder resumes its load
+        stale.wait(timeout=240)
+        proxy.thaw()
+    stale_log = log.read_text()
+    assert stale.returncode != 0, stale_log[-3000:]
+    print(
+        f"the next run took the slot and finished {took_over:.1f} s after the partition; "
+        f"the holder's end: {stale_log.strip().splitlines()[-1][:200]}"
+    )
+    assert "Got the products pipeline" in next_log.read_text()
+    run_production(stand_ins, daily, pool_prefect)
     keys = [int(k) for (k,) in query(stand_ins, f"select audit_id from {PRODUCTS} order by 1")]
     assert keys == source_keys(stand_ins)  # row for row by key, no duplicate
