@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.settings import PREFECT_API_URL
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from environments import run_guard
 from environments.run_guard import (
@@ -300,6 +300,55 @@ def test_unreachable_api_loads_nothing_and_is_transient(data_dir: Path, oxr_sand
     ), result.stderr
     assert oxr_sandbox.request_count() == 0, oxr_sandbox.requests()
     assert not list((data_dir / "warehouse").glob("*.duckdb")), "something was written"
+
+
+@pytest.mark.parametrize(
+    "command", [["run", "products"], ["backfill", "2026-01-01", "2026-01-02"]], ids=" ".join
+)
+def test_the_cli_says_in_one_line_which_prefect_api_is_down(
+    command: list[str], tmp_path: Path
+) -> None:
+    """Checked before anything starts: one line naming the API and what to check, exit 1."""
+    dead = f"http://127.0.0.1:{free_port()}/api"
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("data-pipelines")), *command],
+        cwd=PROJECT_DIR,
+        env={
+            **os.environ,
+            "PREFECT_API_URL": dead,
+            "DATA_PIPELINES_DATA_DIR": str(tmp_path / "data"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr  # transient
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"The Prefect API at {dead} did not answer (connection refused)")
+    assert "PREFECT_API_URL" in lines[0] and "Traceback" not in result.stderr
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.duckdb"))
+
+
+def test_a_prefect_api_lost_mid_run_is_one_transient_line(capsys: pytest.CaptureFixture) -> None:
+    """After the up-front check: Prefect's transport error is said as what it is."""
+    import httpx
+
+    from data_pipelines_cli.main import report_failure
+
+    dead = f"http://127.0.0.1:{free_port()}/api"
+    try:
+        httpx.get(f"{dead}/flow_runs/", timeout=5)
+    except httpx.ConnectError as refused:
+        error = RuntimeError("flow run failed")
+        error.__cause__ = refused
+    with temporary_settings(updates={PREFECT_API_URL: dead}):
+        code = report_failure(error, debug=False)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert err[0].startswith(f"The Prefect API at {dead} did not answer, so the run stopped")
 
 
 def test_production_without_a_prefect_api_refuses_in_one_line(tmp_path: Path) -> None:
