@@ -198,3 +198,63 @@ def test_a_killed_holder_is_never_named_and_its_flow_run_ends_crashed(
     with client_of(server) as client:
         state = client.read_flow_run(dead.id).state
     assert state is not None and state.type == StateType.CRASHED, state
+
+
+SILENT_FLOW = """
+import time
+from prefect import flow
+
+@flow(name="silent-holder")
+def work() -> None:
+    print("running", flush=True)
+    time.sleep(600)
+
+work()
+"""
+
+
+def test_an_in_process_flow_run_killed_with_no_next_run_ends_crashed(
+    server: PrefectServerProcess, tmp_path: Path
+) -> None:
+    """No later run takes over: Prefect's flow-run heartbeats and the automation
+    `data-pipelines apply prefect` creates mark it Crashed (here with 30 s heartbeats)."""
+    from infra.prefect_setup import ensure_silent_flow_runs_crash
+
+    within = 60.0
+    with client_of(server):
+        ensure_silent_flow_runs_crash(within=within)
+    log = tmp_path / "flow.log"
+    environment = {**env(server), "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
+    with log.open("w") as out:
+        doomed = subprocess.Popen(
+            [sys.executable, "-c", SILENT_FLOW],
+            cwd=PROJECT_DIR,
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+    try:
+        wait_for_line(log, "running", doomed, 120)
+        time.sleep(2)  # its first heartbeat is out
+        with client_of(server) as client:
+            (run,) = [
+                r
+                for r in client.read_flow_runs()
+                if r.state_type == StateType.RUNNING and r.name and r.flow_id
+            ]
+        kill(doomed)
+        killed = time.monotonic()
+        deadline = killed + within + 180
+        while time.monotonic() < deadline:
+            with client_of(server) as client:
+                state = client.read_flow_run(run.id).state
+            if state is not None and state.type == StateType.CRASHED:
+                break
+            time.sleep(2)
+    finally:
+        kill(doomed)
+    crashed_after = time.monotonic() - killed
+    print(f"a killed in-process flow run ended Crashed {crashed_after:.0f} s after the kill")
+    assert state is not None and state.type == StateType.CRASHED, state
