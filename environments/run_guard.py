@@ -311,7 +311,6 @@ def _holder_record(client: Any, pipeline_name: str) -> Iterator[None]:
 
 @dataclass
 class _SlotState:
-    active: bool
     taken: bool
     record: dict[str, Any] | None
     record_age: float | None
@@ -338,7 +337,7 @@ def _read_state(client: Any, pipeline_name: str, api_url: str, with_record: bool
         )
     taken = found.active_slots >= found.limit
     record, age = _read_record(client, pipeline_name) if (taken and with_record) else (None, None)
-    return _SlotState(active=True, taken=taken, record=record, record_age=age)
+    return _SlotState(taken=taken, record=record, record_age=age)
 
 
 class _Wait:
