@@ -59,8 +59,10 @@ logger = logging.getLogger(__name__)
 LEASE_SECONDS = 60.0
 # How often a waiting run asks again (with +-25% jitter so waiters do not move in step).
 POLL_SECONDS = 2.0
-# How often a holder says it is alive (its holder record's heartbeat).
+# How often a holder says it is alive (its holder record's heartbeat), and when it first does
+# (a waiter's first line waits up to two polls for it).
 HEARTBEAT_SECONDS = 15.0
+FIRST_WRITE_SECONDS = 0.5
 # A slot counted taken while no holder was heard from for this long, by a waiter's own clock,
 # has no live lease: the server expires a real one within the lease plus its 15 s loop.
 ORPHAN_AFTER_SECONDS = LEASE_SECONDS + 20.0
@@ -230,25 +232,44 @@ def _crash_dead_holder(client: Any, record: dict[str, Any], pipeline_name: str) 
     )
 
 
+_clients: dict[tuple[str, int], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _client(api_url: str) -> Any:
+    """One open Prefect client per API and process, shared by guards and heartbeats.
+
+    Opening one costs ~25 ms here, a third of a whole acquire and release; httpx's client is
+    safe to share between threads. It is closed when the process ends.
+    """
+    from prefect.client.orchestration import get_client
+
+    key = (api_url, os.getpid())
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = get_client(sync_client=True)
+            client.__enter__()
+            _clients[key] = client
+        return client
+
+
 @contextmanager
 def _holder_record(client: Any, pipeline_name: str) -> Iterator[None]:
     """Publish who holds the slot, with a heartbeat, for as long as the block runs.
 
-    The first write happens before the run starts (so a waiter always finds who holds it), the
-    heartbeats on a thread of their own; the record is removed on the way out, before the slot
-    is released, so it never outlives a holder that ended.
+    Written from a thread of its own (off the run's path): after `FIRST_WRITE_SECONDS`, then
+    every `HEARTBEAT_SECONDS`. Removed on the way out, before the slot is released, so it never
+    outlives a holder that ended.
     """
     import contextvars
 
-    from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import VariableCreate, VariableUpdate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
     name = holder_variable(pipeline_name)
     flow_run_id, flow_run_name = _own_flow_run()
-    token = os.urandom(8).hex()
     record: dict[str, Any] = {
-        "token": token,
         "flow_run_id": flow_run_id,
         "flow_run_name": flow_run_name,
         "host": socket.gethostname(),
@@ -257,36 +278,46 @@ def _holder_record(client: Any, pipeline_name: str) -> Iterator[None]:
         "since": datetime.now(UTC).isoformat(timespec="seconds"),
         "beat": 0,
     }
+    published = threading.Event()
 
-    def beat(client: Any) -> None:
+    def write() -> None:
+        first = record["beat"] == 0
         record["beat"] += 1
         record["beat_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        client.update_variable(VariableUpdate(name=name, value=dict(record)))
-
-    record["beat_at"] = record["since"]
-    try:
-        client.create_variable(VariableCreate(name=name, value=dict(record)))
-    except ObjectAlreadyExists:
-        # a holder before us did not remove its record: it died, or lost its lease
-        previous, _ = _read_record(client, pipeline_name)
-        if previous:
+        value = dict(record)
+        if first:
             try:
-                _crash_dead_holder(client, previous, pipeline_name)
-            except (ObjectNotFound, ValueError) as error:
-                logger.debug("No flow run to mark Crashed: %s", error)
-        beat(client)
+                client.create_variable(VariableCreate(name=name, value=value))
+                published.set()
+                return
+            except ObjectAlreadyExists:
+                # a holder before us did not remove its record: it died, or lost its lease
+                previous, _ = _read_record(client, pipeline_name)
+                if previous:
+                    try:
+                        _crash_dead_holder(client, previous, pipeline_name)
+                    except (ObjectNotFound, ValueError) as error:
+                        logger.debug("No flow run to mark Crashed: %s", error)
+        try:
+            client.update_variable(VariableUpdate(name=name, value=value))
+        except Exception as error:  # removed meanwhile (by a holder that was cut off): again
+            if "404" not in str(error):
+                raise
+            client.create_variable(VariableCreate(name=name, value=value))
+        published.set()
+
     stop = threading.Event()
 
     def heartbeats() -> None:
-        try:
-            with get_client(sync_client=True) as own_client:
-                while not stop.wait(HEARTBEAT_SECONDS):
-                    try:
-                        beat(own_client)
-                    except Exception as error:  # the next beat tries again
-                        logger.debug("Holder heartbeat for %s failed: %s", pipeline_name, error)
-        except Exception as error:
-            logger.debug("Holder heartbeats for %s stopped: %s", pipeline_name, error)
+        if stop.wait(FIRST_WRITE_SECONDS):  # a run that ended by then needs no record
+            return
+        while True:
+            try:
+                write()
+            except Exception as error:  # the next beat tries again
+                logger.debug("Holder heartbeat for %s failed: %s", pipeline_name, error)
+            if stop.wait(HEARTBEAT_SECONDS):
+                return
 
     context = contextvars.copy_context()
     thread = threading.Thread(
@@ -298,12 +329,13 @@ def _holder_record(client: Any, pipeline_name: str) -> Iterator[None]:
     finally:
         stop.set()
         thread.join(timeout=10)
-        try:
-            current, _ = _read_record(client, pipeline_name)
-            if current is not None and current.get("token") == token:
+        if published.is_set():
+            try:
+                # ours, unless this holder was cut off long enough to be taken over: then the
+                # new holder's next heartbeat writes its record again
                 client.delete_variable_by_name(name)
-        except Exception as error:  # a leftover record is taken over by the next holder
-            logger.debug("Could not remove the holder record of %s: %s", pipeline_name, error)
+            except Exception as error:  # a leftover record is taken over by the next holder
+                logger.debug("Could not remove the holder record of %s: %s", pipeline_name, error)
 
 
 # ---- waiting ---------------------------------------------------------------------------------
@@ -371,6 +403,8 @@ class _Wait:
             "as long as it takes" if self.max_wait is None else f"at most {self.max_wait:g} s"
         )
         if self.reported_at is None:
+            if state.record is None and now - self.started < 2 * POLL_SECONDS + 1:
+                return  # a holder that has just started writes its record within moments
             logger.info(
                 "Waiting for %s: held by %s; waiting %s", self.what, self.holder(state), limit_text
             )
@@ -431,7 +465,6 @@ def prefect_run_guard(
         return
 
     import httpx
-    from prefect.client.orchestration import get_client
     from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
     from prefect.concurrency.sync import concurrency
     from prefect.exceptions import PrefectHTTPStatusError
@@ -444,7 +477,7 @@ def prefect_run_guard(
     )
     wait: _Wait | None = None
     with ExitStack() as stack:
-        client = stack.enter_context(get_client(sync_client=True))
+        client = _client(api_url)
         while True:
             try:
                 state = _read_state(client, pipeline_name, api_url, with_record=True)
@@ -491,6 +524,9 @@ def prefect_run_guard(
             if orphaned and _repair_orphan(client, pipeline_name, api_url, wait):
                 continue
             if max_wait is not None and time.monotonic() - wait.started >= max_wait:
+                if wait.reported_at is None:
+                    wait.reported_at = time.monotonic()
+                    logger.info("Waiting for %s: held by %s", what, wait.holder(state))
                 raise LockWaitTimeout(
                     f"{what} is busy: another run held it for more than {max_wait:g} s; let it "
                     "finish (a failed run frees it at once, a killed one when its "

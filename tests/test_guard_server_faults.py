@@ -22,7 +22,7 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from environments.run_guard import LEASE_SECONDS
+from environments.run_guard import LEASE_SECONDS, holder_variable
 from infra.prefect_setup import ensure_pipeline_concurrency_limits
 from local_stack.prefect_server import PrefectServerProcess, restartable_prefect_server
 from pipelines.names import pipeline_concurrency_tag
@@ -177,8 +177,12 @@ def test_a_killed_holder_is_never_named_and_its_flow_run_ends_crashed(
     waiter = None
     try:
         wait_for_line(holder_log, "held", holder, 120)
+        deadline = time.monotonic() + 30
         with client_of(server) as client:
             (dead,) = [r for r in client.read_flow_runs() if r.state_type == StateType.RUNNING]
+            while client.read_variable_by_name(holder_variable("products")) is None:
+                assert time.monotonic() < deadline, "the holder never said who it is"
+                time.sleep(0.2)
         kill(holder)
         killed = time.monotonic()
         waiter = python(WAITER, "products", server.api_url, server=server, out=waiter_log)
