@@ -232,6 +232,16 @@ def _crash_dead_holder(client: Any, record: dict[str, Any], pipeline_name: str) 
     )
 
 
+def _crash_leftover_holder(client: Any, pipeline_name: str) -> None:
+    """After a wait: a holder record still there is a holder that died without removing it."""
+    try:
+        previous, _ = _read_record(client, pipeline_name)
+        if previous:
+            _crash_dead_holder(client, previous, pipeline_name)
+    except Exception as error:  # only a flow run's state depends on it
+        logger.debug("Could not mark the previous holder of %s Crashed: %s", pipeline_name, error)
+
+
 _clients: dict[tuple[str, int], Any] = {}
 _clients_lock = threading.Lock()
 
@@ -533,6 +543,8 @@ def prefect_run_guard(
                     f"{LEASE_SECONDS:g} s lease runs out) and run again."
                 )
             time.sleep(POLL_SECONDS * random.uniform(0.75, 1.25))
+        if wait is not None:
+            _crash_leftover_holder(client, pipeline_name)
         stack.enter_context(_holder_record(client, pipeline_name))
         if wait is not None:
             logger.info("Got %s after waiting %.1f s", what, time.monotonic() - wait.started)

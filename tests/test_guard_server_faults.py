@@ -227,6 +227,8 @@ def test_an_in_process_flow_run_killed_with_no_next_run_ends_crashed(
     within = 60.0
     with client_of(server):
         ensure_silent_flow_runs_crash(within=within)
+    with client_of(server) as client:
+        before = {r.id for r in client.read_flow_runs()}
     log = tmp_path / "flow.log"
     environment = {**env(server), "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
     with log.open("w") as out:
@@ -243,11 +245,7 @@ def test_an_in_process_flow_run_killed_with_no_next_run_ends_crashed(
         wait_for_line(log, "running", doomed, 120)
         time.sleep(2)  # its first heartbeat is out
         with client_of(server) as client:
-            (run,) = [
-                r
-                for r in client.read_flow_runs()
-                if r.state_type == StateType.RUNNING and r.name and r.flow_id
-            ]
+            (run,) = [r for r in client.read_flow_runs() if r.id not in before]
         kill(doomed)
         killed = time.monotonic()
         deadline = killed + within + 180
