@@ -463,7 +463,39 @@ def report_failure(error: BaseException, debug: bool) -> int:
         return 2  # pipelines.errors.EXIT_PERMANENT
     from pipelines import errors
 
+    unreachable = _prefect_api_unreachable(error)
+    if unreachable is not None and not (debug or errors.debug_requested()):
+        print(unreachable, file=sys.stderr)
+        return errors.EXIT_TRANSIENT
     return errors.report_failure(error, debug)
+
+
+def _prefect_api_unreachable(error: BaseException) -> str | None:
+    """The one line for a run whose Prefect API stopped answering after the up-front check.
+
+    Prefect raises the transport's own error (`ConnectionRefusedError: [Errno 111] ...`) when
+    it cannot create or update the flow run; said as what it is, it is transient.
+    """
+    if "prefect" not in sys.modules or "httpx" not in sys.modules:
+        return None
+    import httpx
+
+    from environments.run_guard import prefect_api_url, unreachable_message
+    from pipelines.errors import exception_chain
+
+    api_url = prefect_api_url()
+    if api_url is None:
+        return None
+    for link in exception_chain(error):
+        if not isinstance(link, httpx.TransportError):
+            continue
+        try:
+            url = str(link.request.url)
+        except RuntimeError:  # no request attached
+            url = api_url
+        if url.startswith(api_url.rstrip("/")):
+            return unreachable_message(api_url, "the run stopped; rerunning it is safe")
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """Up-front checks of the CLI: bad input refused before any Prefect server, pipeline or file.
 
-Each check is one line, exit 2 (a `ConfigurationError` or another permanent error); the
-cheap ones import no dlt. Docs: docs/operations.md, "Command-line errors".
+Each check is one line, exit 2 (a `ConfigurationError` or another permanent error), except a
+Prefect API that does not answer (exit 1, transient: a rerun may pass); the cheap ones import
+no dlt. Docs: docs/operations.md, "Command-line errors".
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 from pathlib import Path
 
 from environments import environment_name, load_environment
-from environments.run_guard import prefect_api_url
+from environments.run_guard import RunGuardUnavailable, prefect_api_url, unreachable_message
 from sources import exchange_rate_dates
 from sources.errors import ConfigurationError
 
@@ -76,17 +77,52 @@ def _check_one_data_folder() -> None:
             )
 
 
+# A Prefect API that has not answered its health check within this many seconds is down.
+API_CHECK_TIMEOUT_SECONDS = 5.0
+
+
 def _check_run_guard_api() -> None:
-    """Production runs hold their pipeline on the operator's Prefect API, never a temporary one."""
-    if environment_name() != "production":
+    """The run's Prefect API answers; production never runs on a temporary one.
+
+    A run (in this process, as a Prefect flow run) needs its API before anything starts: the
+    flow run is created there and the pipeline's one-run limit is held there. One health
+    request with a short timeout; an answer of any kind (even 401 or 404, e.g. Prefect
+    Cloud's) means the API is reachable and Prefect will say the rest.
+    """
+    api_url = prefect_api_url()
+    if api_url is None:
+        if environment_name() == "production":
+            raise ConfigurationError(
+                "No Prefect API for a production run: it holds its pipeline's one-run limit on "
+                "the Prefect server the workers use. Export PREFECT_API_URL (and "
+                "PREFECT_API_KEY on Prefect Cloud) as for `prefect deployment run`, or "
+                "`prefect profile use` that server's profile, then rerun."
+            )
         return
-    if prefect_api_url() is None:
-        raise ConfigurationError(
-            "No Prefect API for a production run: it holds its pipeline's one-run limit on "
-            "the Prefect server the workers use. Export PREFECT_API_URL (and PREFECT_API_KEY on "
-            "Prefect Cloud) as for `prefect deployment run`, or `prefect profile use` that "
-            "server's profile, then rerun."
-        )
+    import httpx
+
+    try:
+        httpx.get(f"{api_url.rstrip('/')}/health", timeout=API_CHECK_TIMEOUT_SECONDS)
+    except httpx.TimeoutException:
+        cause = f"no answer within {API_CHECK_TIMEOUT_SECONDS:g} s"
+    except httpx.TransportError as error:
+        cause = _transport_cause(error)
+    else:
+        return
+    raise RunGuardUnavailable(
+        unreachable_message(api_url, "the run did not start and loaded nothing", cause)
+    )
+
+
+def _transport_cause(error: BaseException) -> str:
+    """`connection refused`, `name not resolved`, ...: the innermost cause, short."""
+    inner: BaseException = error
+    while inner.__cause__ is not None or inner.__context__ is not None:
+        inner = inner.__cause__ or inner.__context__  # type: ignore[assignment]
+    if isinstance(inner, ConnectionRefusedError):
+        return "connection refused"
+    text = str(inner) or type(inner).__name__
+    return text.splitlines()[0][:120]
 
 
 # Commands that build the environment (DATA_PIPELINES_ENV) or touch the data folder.

@@ -13,14 +13,18 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.settings import PREFECT_API_URL
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from environments import run_guard
 from environments.run_guard import (
     POLL_SECONDS,
+    holder_variable,
     prefect_run_guard,
 )
 from local_stack.processes import free_port
@@ -113,6 +117,159 @@ def test_a_missing_limit_is_a_configuration_error_naming_the_fix() -> None:
     assert "data-pipelines apply prefect" in str(error.value)
 
 
+@contextmanager
+def held_elsewhere(pipeline: str) -> Iterator[None]:
+    """Another thread holds the pipeline (it meets us only on the server, as a machine)."""
+    held, release = threading.Event(), threading.Event()
+
+    def first_run() -> None:
+        with prefect_run_guard(pipeline, api_url=api_url()):
+            held.set()
+            release.wait(120)
+
+    holder = threading.Thread(target=first_run)
+    holder.start()
+    try:
+        assert held.wait(30)
+        yield
+    finally:
+        release.set()
+        holder.join(30)
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_a_wait_is_quiet_and_says_when_it_starts_lasts_and_ends(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No ERROR line while waiting (Prefect logs one per refused attempt); INFO lines say why.
+
+    Prefect's own loggers do not propagate to the root, so the records are taken where they are
+    made: on Prefect's loggers and ours.
+    """
+    monkeypatch.setattr(run_guard, "REPORT_EVERY_SECONDS", 4.0)
+    seen = Records()
+    watched = [logging.getLogger(n) for n in ("prefect", "prefect._internal.concurrency")]
+    watched.append(logging.getLogger("environments.run_guard"))  # propagates to the root
+    old_level = watched[-1].level
+    watched[-1].setLevel(logging.INFO)
+    for source in watched:
+        source.addHandler(seen)
+    release_at: list[float] = []
+    try:
+        with held_elsewhere("currencies"):
+            threading.Timer(9.0, lambda: release_at.append(time.monotonic())).start()
+            with (
+                pytest.raises(LockWaitTimeout),
+                prefect_run_guard("currencies", api_url=api_url(), max_wait=9),
+            ):
+                pass
+            # a second waiter, while the first still waits: its own start line
+            with (
+                pytest.raises(LockWaitTimeout),
+                prefect_run_guard("currencies", api_url=api_url(), max_wait=1),
+            ):
+                pass
+        with prefect_run_guard("currencies", api_url=api_url()):
+            pass
+    finally:
+        for source in watched:
+            source.removeHandler(seen)
+        watched[-1].setLevel(old_level)
+    root_errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    errors = [r.getMessage() for r in [*seen.records, *root_errors] if r.levelno >= logging.ERROR]
+    assert errors == [], errors
+    ours = [r.getMessage() for r in seen.records if r.name == "environments.run_guard"]
+    assert sum(m.startswith("Waiting for the currencies pipeline") for m in ours) == 2, ours
+    assert sum(m.startswith("Still waiting for the currencies pipeline") for m in ours) >= 1, ours
+    assert all("held by a run outside any Prefect flow run" in m for m in ours if "held" in m)
+
+
+def test_a_refused_acquisition_of_the_guard_logs_no_error() -> None:
+    """The 423 race (the slot looked free, another run took it first) stays quiet too."""
+    seen = Records()
+    source = logging.getLogger("prefect._internal.concurrency")
+    source.addHandler(seen)
+    try:
+        with held_elsewhere("exchange_rates"):
+            from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
+            from prefect.concurrency.sync import concurrency
+
+            run_guard._quiet_prefect_acquisition_errors()
+            for _ in range(3):  # what the guard does when its read raced another run
+                with (
+                    pytest.raises(ConcurrencySlotAcquisitionError),
+                    concurrency(
+                        pipeline_concurrency_tag("exchange_rates"),
+                        occupy=1,
+                        lease_duration=run_guard.LEASE_SECONDS,
+                        strict=True,
+                        max_retries=0,
+                        raise_on_lease_renewal_failure=True,
+                    ),
+                ):
+                    pass
+            time.sleep(1)  # the service logs from its own thread, after the caller has its error
+    finally:
+        source.removeHandler(seen)
+    assert [r.getMessage() for r in seen.records if r.levelno >= logging.ERROR] == []
+
+
+def test_an_inactive_limit_is_refused_naming_the_fix(data_dir: Path, oxr_sandbox) -> None:
+    """A limit switched off (one click in the UI) would let every run in: refused, one line."""
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+    name = pipeline_concurrency_tag("currencies")
+    with get_client(sync_client=True) as client:
+        client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active=False))
+    try:
+        with (
+            pytest.raises(ConfigurationError) as error,
+            prefect_run_guard("currencies", api_url=api_url()),
+        ):
+            pytest.fail("ran under an inactive limit")
+        assert is_permanent(error.value)
+        assert "inactive" in str(error.value) and "data-pipelines apply prefect" in str(error.value)
+        result = subprocess.run(
+            [str(Path(sys.executable).with_name("data-pipelines")), "run", "currencies"],
+            cwd=PROJECT_DIR,
+            env={**os.environ, "PREFECT_API_URL": api_url()},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    finally:
+        with get_client(sync_client=True) as client:
+            client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active=True))
+    assert result.returncode == 2, result.stdout + result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "inactive" in last and "data-pipelines apply prefect" in last, result.stderr
+    assert "Traceback" not in result.stderr
+    assert oxr_sandbox.request_count() <= 1, oxr_sandbox.requests()  # the key check at most
+    assert not list((data_dir / "warehouse").glob("*.duckdb")), "something was written"
+
+
+def test_the_holder_record_is_removed_when_the_run_ends() -> None:
+    with prefect_run_guard("products", api_url=api_url()):
+        deadline = time.monotonic() + 10
+        while True:
+            with get_client(sync_client=True) as client:
+                record = client.read_variable_by_name(holder_variable("products"))
+            if record is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert record is not None and record.value["pid"] == os.getpid()
+    with get_client(sync_client=True) as client:
+        assert client.read_variable_by_name(holder_variable("products")) is None
+
+
 def test_unreachable_api_loads_nothing_and_is_transient(data_dir: Path, oxr_sandbox) -> None:
     """A run whose Prefect API does not answer never loads unguarded: it fails, retryable.
 
@@ -143,6 +300,55 @@ def test_unreachable_api_loads_nothing_and_is_transient(data_dir: Path, oxr_sand
     ), result.stderr
     assert oxr_sandbox.request_count() == 0, oxr_sandbox.requests()
     assert not list((data_dir / "warehouse").glob("*.duckdb")), "something was written"
+
+
+@pytest.mark.parametrize(
+    "command", [["run", "products"], ["backfill", "2026-01-01", "2026-01-02"]], ids=" ".join
+)
+def test_the_cli_says_in_one_line_which_prefect_api_is_down(
+    command: list[str], tmp_path: Path
+) -> None:
+    """Checked before anything starts: one line naming the API and what to check, exit 1."""
+    dead = f"http://127.0.0.1:{free_port()}/api"
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("data-pipelines")), *command],
+        cwd=PROJECT_DIR,
+        env={
+            **os.environ,
+            "PREFECT_API_URL": dead,
+            "DATA_PIPELINES_DATA_DIR": str(tmp_path / "data"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr  # transient
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"The Prefect API at {dead} did not answer (connection refused)")
+    assert "PREFECT_API_URL" in lines[0] and "Traceback" not in result.stderr
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.duckdb"))
+
+
+def test_a_prefect_api_lost_mid_run_is_one_transient_line(capsys: pytest.CaptureFixture) -> None:
+    """After the up-front check: Prefect's transport error is said as what it is."""
+    import httpx
+
+    from data_pipelines_cli.main import report_failure
+
+    dead = f"http://127.0.0.1:{free_port()}/api"
+    try:
+        httpx.get(f"{dead}/flow_runs/", timeout=5)
+    except httpx.ConnectError as refused:
+        error = RuntimeError("flow run failed")
+        error.__cause__ = refused
+    with temporary_settings(updates={PREFECT_API_URL: dead}):
+        code = report_failure(error, debug=False)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert err[0].startswith(f"The Prefect API at {dead} did not answer, so the run stopped")
 
 
 def test_production_without_a_prefect_api_refuses_in_one_line(tmp_path: Path) -> None:
