@@ -6,4 +6,7 @@ scripts/setup.sh
 echo "lint: ruff check + format --check"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-exec .venv/bin/python -m pytest "$@"
+# Two workers, one test file each at a time (`--dist loadfile`: a file's module fixtures, e.g.
+# the rehearsal's stand-ins, stay on one worker); most end-to-end tests wait on leases and
+# servers, so two overlap well on two cores.
+exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"
