@@ -220,11 +220,14 @@ def _is_bad_sql(error: BaseException) -> bool:
 
 
 def _apply_prefect(args: argparse.Namespace) -> int:
-    from infra import prefect_setup
+    from infra import alerting, prefect_setup
 
     for line in prefect_setup.ensure_work_pools():
         print(line)
     for line in prefect_setup.ensure_pipeline_concurrency_limits():
+        print(line)
+    # a flow run whose process died ends Crashed (the run guard's waits never name it)
+    for line in alerting.ensure_silent_flow_runs_crash():
         print(line)
     if args.git_repository:
         commit = args.git_commit or prefect_setup.current_commit()

@@ -152,67 +152,7 @@ def ensure_pipeline_concurrency_limits(pipelines: tuple[str, ...] = DLT_PIPELINE
                 done.append(f"task tag limit {limit!r} of earlier versions deleted")
             except ObjectNotFound:
                 pass
-    done.extend(ensure_silent_flow_runs_crash())
     return done
-
-
-SILENT_FLOW_RUNS_AUTOMATION = "data-pipelines: flow runs that stopped heartbeating end Crashed"
-# Prefect 3.9.1 flow runs, in-process ones included (`data-pipelines run`), emit
-# `prefect.flow-run.heartbeat` every PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds (default 180);
-# three missed in a row is a dead process.
-HEARTBEAT_SECONDS = 180
-MISSED_HEARTBEATS = 3
-
-
-def silent_flow_runs_crash(within: float = HEARTBEAT_SECONDS * MISSED_HEARTBEATS) -> Any:
-    """Prefect's "zombie flow runs" automation: no heartbeat nor end within `within` s: Crashed.
-
-    A flow run whose process died (`kill -9`, an OOM kill, a lost machine) reports nothing:
-    a worker's run is marked Crashed by its worker, but a run started in-process (the CLI, a
-    script) stays Running forever, and reads as a holder in every later wait.
-    """
-    from datetime import timedelta
-
-    from prefect.automations import Automation
-    from prefect.client.schemas.objects import StateType
-    from prefect.events.actions import ChangeFlowRunState
-    from prefect.events.schemas.automations import EventTrigger, Posture
-
-    ended = {f"prefect.flow-run.{state}" for state in ("Completed", "Failed", "Cancelled")}
-    ended |= {"prefect.flow-run.Crashed"}
-    return Automation(
-        name=SILENT_FLOW_RUNS_AUTOMATION,
-        description=(
-            f"A flow run that sent a heartbeat and then neither another one nor an end within "
-            f"{within:g} s lost its process: marked Crashed (the run guard's wait lines and the "
-            "failure alerts then see it)."
-        ),
-        trigger=EventTrigger(
-            after={"prefect.flow-run.heartbeat"},
-            expect={"prefect.flow-run.heartbeat", *ended},
-            match={"prefect.resource.id": "prefect.flow-run.*"},
-            for_each={"prefect.resource.id"},
-            posture=Posture.Proactive,
-            threshold=1,
-            within=timedelta(seconds=within),
-        ),
-        actions=[
-            ChangeFlowRunState(
-                state=StateType.CRASHED,
-                message=f"No heartbeat for {within:g} s: its process died (killed, out of "
-                "memory, or its machine was lost).",
-            )
-        ],
-    )
-
-
-def ensure_silent_flow_runs_crash(
-    within: float = HEARTBEAT_SECONDS * MISSED_HEARTBEATS,
-) -> list[str]:
-    """Create or update the automation that marks silent flow runs Crashed (idempotent)."""
-    from infra.alerting import apply_automations
-
-    return apply_automations([silent_flow_runs_crash(within)])
 
 
 def current_commit(checkout: Path = PROJECT_DIR) -> str:

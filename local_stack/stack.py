@@ -273,6 +273,7 @@ def _apply_and_deploy(env: dict[str, str], alerts: AlertingSettings | None = Non
     with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
         prefect_setup.ensure_work_pools()
         prefect_setup.ensure_pipeline_concurrency_limits()
+        alerting.ensure_silent_flow_runs_crash()
         if alerts is not None:
             alerting.apply(alerts)
     local_file = prefect_setup.write_local_prefect_file(

@@ -222,7 +222,7 @@ def test_an_in_process_flow_run_killed_with_no_next_run_ends_crashed(
 ) -> None:
     """No later run takes over: Prefect's flow-run heartbeats and the automation
     `data-pipelines apply prefect` creates mark it Crashed (here with 30 s heartbeats)."""
-    from infra.prefect_setup import ensure_silent_flow_runs_crash
+    from infra.alerting import ensure_silent_flow_runs_crash
 
     within = 60.0
     with client_of(server):

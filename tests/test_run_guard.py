@@ -315,7 +315,8 @@ def test_the_cli_says_in_one_line_which_prefect_api_is_down(
         [str(Path(sys.executable).with_name("data-pipelines")), *command],
         cwd=PROJECT_DIR,
         env={
-            **os.environ,
+            # a process of its own: dlt's folders follow its data folder
+            **{k: v for k, v in os.environ.items() if not k.startswith("DLT_")},
             "PREFECT_API_URL": dead,
             "DATA_PIPELINES_DATA_DIR": str(tmp_path / "data"),
         },
