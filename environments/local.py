@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from environments.run_guard import pipeline_guard
-from local_stack.warehouse import local_bucket_url, warehouse_lock
+from local_stack.warehouse import local_bucket_url, warehouse_write_lock
 from pipelines.environment import Environment, Query, TableQuery
 from pipelines.names import WAREHOUSE_DATABASE
 from pipelines.runner import atomic_swap_options
@@ -66,7 +66,7 @@ def local_environment() -> Environment:
         warehouse_query=_warehouse_query,
         warehouse_table_query=_warehouse_table_query,
         products_dsn_fallback=_products_dsn_fallback,
-        warehouse_lock=lambda: warehouse_lock(WAREHOUSE_DATABASE),
+        warehouse_lock=lambda: warehouse_write_lock(WAREHOUSE_DATABASE),
         serialized_loads=True,
         # the stack's Prefect server when there is one (its runs meet there), else the file lock
         run_guard=lambda name: pipeline_guard(name, required=False),

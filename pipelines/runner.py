@@ -88,8 +88,6 @@ class RunContext:
     pipeline: dlt.Pipeline
     fence: Fence | None = None
     load_infos: list[LoadInfo] = field(default_factory=list)
-    # the destination options of the run's last data load (the audit loads the same way)
-    last_options: dict[str, Any] = field(default_factory=dict)
 
     def locked(self) -> AbstractContextManager[Any]:
         """The warehouse lock (DuckDB admits one writing process per file); nothing for the
@@ -102,7 +100,7 @@ class RunContext:
         *,
         destination_options: dict[str, Any] | None = None,
         before_load: Callable[[Any], None] | None = None,
-        record: bool = True,
+        bookkeeping: bool = False,
         **extract_kwargs: Any,
     ) -> LoadInfo:
         """`pipeline.run(data)`, split so that only the load step holds the warehouse lock.
@@ -111,8 +109,9 @@ class RunContext:
         load into a local DuckDB file is serialised because DuckDB allows one writing process
         per file. `destination_options` are more options of the spec's destination factory for
         this load (`replace_strategy=`); `before_load(normalize_info)` runs between normalize
-        and load (the bucket names its files from the normalized data). `record=False` keeps
-        the load out of the run's summary (the audit's own load).
+        and load (the bucket names its files from the normalized data). `bookkeeping=True` is
+        the run's own audit: appends through the destination the data load left the pipeline
+        with, not fenced (docs/production.md, "Fencing"), kept out of the run's summary.
         """
         pipeline = self.pipeline
         pipeline.extract(data, **extract_kwargs)
@@ -127,15 +126,16 @@ class RunContext:
             options["staging_dataset_name_layout"] = self.fence.staging_layout()
         load_ids = list(pipeline.list_normalized_load_packages())
         with self.locked():
-            if self.fence is None or not load_ids:
+            if not load_ids or bookkeeping:  # the pipeline's destination as the last load left it
+                info = pipeline.load()
+            elif self.fence is None:
                 info = _load(self, options)
             else:
                 fencing.check_now(pipeline, self.fence)
                 with fencing.fenced_loads(self.fence, load_ids):
                     info = _load(self, options)
-        if record:
+        if not bookkeeping:
             self.load_infos.append(info)
-            self.last_options = dict(destination_options or {})
         return info
 
     def combined_load_info(self) -> LoadInfo | None:
@@ -342,10 +342,7 @@ def persist_run_audit(load_info: LoadInfo, context: RunContext) -> LoadInfo:
     with quiet_audit_schema():
         return context.load(
             audit_resources(load_info),
-            # the data's own destination settings: the audit's appends need no other (a
-            # first load's direct replace would otherwise make an empty staging table)
-            destination_options=context.last_options,
-            record=False,
+            bookkeeping=True,
             # a pipeline's data contract (products freezes data types) is for its data, not
             # for the shape of dlt's bookkeeping documents
             schema_contract="evolve",
