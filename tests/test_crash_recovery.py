@@ -27,13 +27,13 @@ from benchmarks.bench_run_guard import (
     run_to_end,
 )
 from local_stack.oxr_sandbox import OXRSandbox
-from local_stack.prefect_server import throwaway_prefect_server
 from local_stack.products_data import seed
 from tests.fixtures.postgres import (  # noqa: F401
     ProductsDatabase,
     postgres_cluster,
     products_database,
 )
+from tests.fixtures.prefect_pool import applied_prefect_server
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 START, END = "2026-01-01", "2026-01-30"
@@ -44,16 +44,7 @@ RESTART_BOUND_SECONDS = 90
 @pytest.fixture(scope="module")
 def pool_server() -> Iterator[str]:
     """A real Prefect server with the limits `data-pipelines apply prefect` creates."""
-    with throwaway_prefect_server() as api_url:
-        applied = subprocess.run(
-            [str(Path(sys.executable).with_name("data-pipelines")), "apply", "prefect"],
-            cwd=PROJECT_DIR,
-            env={**os.environ, "PREFECT_API_URL": api_url},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert applied.returncode == 0, applied.stdout + applied.stderr
+    with applied_prefect_server() as api_url:
         yield api_url
 
 

@@ -11,7 +11,6 @@ pipe stand-in running the DDL's own COPY.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from local_stack.rehearsal_scenarios import FILLS_PRODUCTS_STAGING
 from tests.conftest import SANDBOX_APP_ID
 from tests.fixtures.moto import MotoServer, moto_server  # noqa: F401
 from tests.fixtures.postgres import postgres_cluster  # noqa: F401
+from tests.fixtures.prefect_pool import applied_prefect_server
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 CURRENCIES = "DLT.OPEN_EXCHANGE_RATES.CURRENCIES"
@@ -413,20 +413,8 @@ def test_a_holder_that_lost_its_slot_mid_load_is_fenced_and_products_equals_the_
 
 @pytest.fixture(scope="module")
 def pool_prefect() -> Iterator[str]:
-    """A real `prefect server start` (its lease expiry loop runs, unlike the test harness's),
-    with the limits `data-pipelines apply prefect` creates: production's server, on loopback."""
-    from local_stack.prefect_server import throwaway_prefect_server
-
-    with throwaway_prefect_server() as api_url:
-        applied = subprocess.run(
-            [str(Path(sys.executable).with_name("data-pipelines")), "apply", "prefect"],
-            cwd=PROJECT_DIR,
-            env={**os.environ, "PREFECT_API_URL": api_url},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert applied.returncode == 0, applied.stdout + applied.stderr
+    """Production's server on loopback: its lease expiry loop runs, unlike the test harness's."""
+    with applied_prefect_server() as api_url:
         yield api_url
 
 
