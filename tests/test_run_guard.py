@@ -54,21 +54,32 @@ def test_every_pipeline_has_a_strict_limit_of_one() -> None:
             assert (limit.limit, limit.active) == (1, True)
 
 
-def test_a_second_holder_waits_names_the_holder_and_starts_when_the_first_ends(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    caplog.set_level(logging.INFO, logger="environments.run_guard")
+@contextmanager
+def held_elsewhere(pipeline: str) -> Iterator[threading.Event]:
+    """Another thread holds the pipeline (it meets us only on the server, as a machine) until
+    the block ends or the yielded event is set."""
     held, release = threading.Event(), threading.Event()
 
-    def first_run() -> None:  # another thread: it meets us only on the server, as a machine
-        with prefect_run_guard("currencies", api_url=api_url()):
+    def first_run() -> None:
+        with prefect_run_guard(pipeline, api_url=api_url()):
             held.set()
-            release.wait(60)
+            release.wait(120)
 
     holder = threading.Thread(target=first_run)
     holder.start()
     try:
         assert held.wait(30)
+        yield release
+    finally:
+        release.set()
+        holder.join(30)
+
+
+def test_a_second_holder_waits_names_the_holder_and_starts_when_the_first_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="environments.run_guard")
+    with held_elsewhere("currencies") as release:
         assert active_slots("currencies") == 1
         with (  # a bounded wait ends, transient
             pytest.raises(LockWaitTimeout) as timeout,
@@ -85,9 +96,6 @@ def test_a_second_holder_waits_names_the_holder_and_starts_when_the_first_ends(
         with prefect_run_guard("currencies", api_url=api_url()):
             got = time.monotonic()
             assert active_slots("currencies") == 1
-    finally:
-        release.set()
-        holder.join(30)
     # the hand-over costs at most one poll (Prefect's own wait could be up to ~45 s)
     assert got - release_at[0] < POLL_SECONDS * 1.25 + 2, got - release_at[0]
     assert active_slots("currencies") == 0
@@ -115,26 +123,6 @@ def test_a_missing_limit_is_a_configuration_error_naming_the_fix() -> None:
         pytest.fail("ran without its limit")
     assert is_permanent(error.value)
     assert "data-pipelines apply prefect" in str(error.value)
-
-
-@contextmanager
-def held_elsewhere(pipeline: str) -> Iterator[None]:
-    """Another thread holds the pipeline (it meets us only on the server, as a machine)."""
-    held, release = threading.Event(), threading.Event()
-
-    def first_run() -> None:
-        with prefect_run_guard(pipeline, api_url=api_url()):
-            held.set()
-            release.wait(120)
-
-    holder = threading.Thread(target=first_run)
-    holder.start()
-    try:
-        assert held.wait(30)
-        yield
-    finally:
-        release.set()
-        holder.join(30)
 
 
 class Records(logging.Handler):
