@@ -50,7 +50,7 @@ def _warehouse_table_query() -> TableQuery:
     return query
 
 
-def _products_dsn_fallback() -> str | None:
+def _application_db_dsn_fallback() -> str | None:
     from local_stack.postgres import recorded
 
     cluster = recorded()
@@ -65,7 +65,7 @@ def local_environment() -> Environment:
         after_files_land=_after_files_land,
         warehouse_query=_warehouse_query,
         warehouse_table_query=_warehouse_table_query,
-        products_dsn_fallback=_products_dsn_fallback,
+        application_db_dsn_fallback=_application_db_dsn_fallback,
         warehouse_lock=lambda: warehouse_write_lock(WAREHOUSE_DATABASE),
         serialized_loads=True,
         # the stack's Prefect server when there is one (its runs meet there), else the file lock

@@ -8,7 +8,7 @@ from typing import Any
 from infra.prefect_setup import deployments
 from local_stack import stack
 from local_stack.deployment_runs import rows_loaded_per_run, run_deployments
-from local_stack.warehouse import LOCAL_TABLES, table_counts, warehouse_files
+from local_stack.warehouse import table_counts, warehouse_files
 from pipelines.text_table import text_table
 
 # The demo's backfill covers one week, not up to yesterday.
@@ -68,7 +68,7 @@ def run(timeout: float) -> int:
 
 def print_warehouse_counts() -> None:
     counts = table_counts()
-    print_table(["table", "rows"], [(t, counts.get(t, "missing")) for t in LOCAL_TABLES])
+    print_table(["table", "rows"], list(counts.items()))
     print()
     print("Where the data is: " + ", ".join(str(p) for p in warehouse_files()))
     print('Query it: data-pipelines query "select * from DLT.OPEN_EXCHANGE_RATES.CURRENCIES"')

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from local_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID
 from pipelines.environment import (
     DATA_DIR_VAR,
     PROJECT_DIR,
+    ConfigurationError,
     configure_runtime,
     data_dir,
     dlt_dirs,
@@ -123,13 +124,61 @@ def start_sandbox() -> str:
 
 
 def start_postgres(seed_rows: int = DEMO_PRODUCT_ROWS) -> postgres.LocalPostgres:
-    """The local cluster, with `raw_data.products` seeded on first start."""
+    """The local cluster, with every application table of the registry seeded on first start."""
+    cluster = postgres.ensure_running()
+    seed_application_tables(cluster.dsn, seed_rows)
+    return cluster
+
+
+# Application tables whose local data comes from a generator of their own (products: also
+# `simulate-day`); every other registered table from `local_stack/seeds/<name>.sql`.
+SEEDS_DIR = Path(__file__).parent / "seeds"
+
+
+def _seed_products(dsn: str, rows: int) -> None:
     from local_stack import products_data
 
-    cluster = postgres.ensure_running()
-    if not products_data.table_exists(cluster.dsn):
-        products_data.seed(cluster.dsn, rows=seed_rows)
-    return cluster
+    products_data.seed(dsn, rows=rows)
+
+
+SEEDERS: dict[str, Callable[[str, int], None]] = {"products": _seed_products}
+
+
+def seed_application_tables(dsn: str, seed_rows: int = DEMO_PRODUCT_ROWS) -> list[str]:
+    """Create and fill each registered application table that the database lacks; their names.
+
+    A table is seeded once: a table that exists (with the demo's own activity) is left alone.
+    """
+    from local_stack.products_data import table_exists
+    from pipelines.registry import application_tables
+
+    seeded = []
+    for spec in application_tables():
+        table = spec.table
+        assert table is not None
+        if table_exists(dsn, table.schema_name, table.table_name):
+            continue
+        if spec.name in SEEDERS:
+            SEEDERS[spec.name](dsn, seed_rows)
+        else:
+            _run_seed_file(dsn, spec.name, f"{table.schema_name}.{table.table_name}")
+        seeded.append(spec.name)
+    return seeded
+
+
+def _run_seed_file(dsn: str, name: str, table: str) -> None:
+    import psycopg
+
+    path = SEEDS_DIR / f"{name}.sql"
+    if not path.is_file():
+        raise ConfigurationError(
+            f"The local stack has no data for the {name} pipeline's table {table}: add "
+            f"{path.relative_to(PROJECT_DIR)} (SQL that creates and fills it; "
+            "docs/architecture.md, 'Adding a pipeline'), or point the pipeline at your own "
+            "database."
+        )
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(path.read_text())
 
 
 # How soon a waiting run asks again for a slot, on the stack's server (Prefect's default for

@@ -15,10 +15,7 @@ import duckdb
 
 from pipelines.environment import configured_bucket_url, data_dir, local_warehouse_dir
 from pipelines.locks import file_lock
-from pipelines.names import SNOWPIPE_DATABASE, USER_TABLES, WAREHOUSE_DATABASE
-
-# What users read, by the names they would use in Snowflake.
-LOCAL_TABLES = USER_TABLES
+from pipelines.names import SNOWPIPE_DATABASE, WAREHOUSE_DATABASE
 
 
 def warehouse_path(database: str) -> Path:
@@ -95,10 +92,12 @@ def query(sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
             con.close()
 
 
-def table_counts(tables: tuple[str, ...] = LOCAL_TABLES) -> dict[str, int | str]:
-    """Row count per table, or why there is none."""
+def table_counts(tables: tuple[str, ...] | None = None) -> dict[str, int | str]:
+    """Row count per table (default: every table users read), or why there is none."""
+    from pipelines.verify import user_tables
+
     counts: dict[str, int | str] = {}
-    for table in tables:
+    for table in user_tables() if tables is None else tables:
         try:
             _, rows = query(f"select count(*) from {table}")
             counts[table] = int(rows[0][0])

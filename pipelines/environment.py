@@ -73,8 +73,8 @@ class Environment:
     warehouse_query: Callable[[], Query]
     # The same with column names, for `data-pipelines query`.
     warehouse_table_query: Callable[[], TableQuery]
-    # The products PostgreSQL DSN when dlt config has none (the local cluster), else None.
-    products_dsn_fallback: Callable[[], str | None]
+    # The application database's DSN when dlt config has none (the local cluster), else None.
+    application_db_dsn_fallback: Callable[[], str | None]
     # Held while loading into the `DLT` warehouse (DuckDB allows one writing process per file).
     warehouse_lock: Callable[[], AbstractContextManager[Any]]
     # Whether `warehouse_lock` admits one writer at a time for the whole warehouse: then the

@@ -41,13 +41,14 @@ from pipelines.runner import (
     make_pipeline,
     quiet_audit_schema,
 )
-from pipelines.spec import PipelineSpec
+from pipelines.spec import FlowSpec, PipelineSpec
 from sources.exchange_rate_dates import DateRange
 from sources.exchange_rates import (
     HISTORICAL_TABLE,
     DayProblems,
     ExchangeRatesSettings,
     FetchedDay,
+    check_configured_key,
     check_quota,
     fetch_historical_days,
     historical_resource,
@@ -530,4 +531,22 @@ SPEC = PipelineSpec(
     prepare=_prepare,
     summarize=_summarize,
     audit=persist_audit,
+    check=lambda environment: check_configured_key(),
+    task_timeouts={"load_exchange_rates": 600, "backfill_exchange_rates": 7200},
+    flows=(
+        # latest.json, then yesterday's final rates: one historical day, one request like latest
+        FlowSpec(
+            "exchange-rates-daily",
+            "OXR latest.json, and yesterday's final historical rates when missing, to the "
+            "bucket under exchange-rates/ (Snowpipe auto-ingests)",
+            ("load_exchange_rates", "load_exchange_rates"),
+            command="run",
+        ),
+        FlowSpec(
+            "exchange-rates-backfill",
+            "OXR historical rates for an inclusive date range (quota-checked, resumable)",
+            ("backfill_exchange_rates",),
+            command="backfill",
+        ),
+    ),
 )

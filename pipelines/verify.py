@@ -2,27 +2,30 @@
 
 Checks (SQL against the environment's warehouse; no Prefect here):
 
-- rows: every target table exists and has rows (`DLT.OPEN_EXCHANGE_RATES.CURRENCIES`,
-  `DLT.APPLICATION_DATA.PRODUCTS`, `SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES` and the view
-  users read, `SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_LATEST`);
+- rows: every target table exists and has rows (`DLT.OPEN_EXCHANGE_RATES.CURRENCIES`, every
+  application table of the registry, e.g. `DLT.APPLICATION_DATA.PRODUCTS`,
+  `SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES` and the view users read,
+  `SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_LATEST`);
 - freshness: the latest rate date is at most `max_rate_age_days` (default 1) before today (UTC;
-  the daily load runs at 09:00, so until then yesterday is the newest); the latest products
-  `valid_ts` is at most `max_products_lag_hours` (default 26: daily at 06:00 plus slack)
-  behind the newest `valid_ts` in the source, PostgreSQL `raw_data.products`;
-- reconcile: audit rows per UTC day in PostgreSQL and in the warehouse over the last
-  `reconcile_days` (default 7) up to the cursor minus the source's lookback (newer rows are
-  re-read by the next run); the audit log only grows, so a difference is lost (late) rows or
-  rows that are not the source's, named by day, with the fix;
+  the daily load runs at 09:00, so until then yesterday is the newest); each application
+  table's latest cursor value is at most `max_<name>_lag_hours` (default 26: daily plus slack)
+  behind the newest in its source table (a cursor that is not a time is reported, not judged);
+- reconcile (append-only tables, e.g. the products audit log): rows per UTC day in PostgreSQL
+  and in the warehouse over the last `reconcile_days` (default 7) up to the cursor minus the
+  source's lookback (newer rows are re-read by the next run); the table only grows, so a
+  difference is lost (late) rows or rows that are not the source's, named by day, with the fix;
 - columns: a warehouse column the source no longer has (a dropped column: NULL in every new
   row) is reported with the fix;
-- duplicates: no key appears twice where users read (currencies `code`, products `audit_id`,
-  exchange rates `(rate_date, base)` in the view);
+- duplicates: no key appears twice where users read (currencies `code`, each application
+  table's primary key, exchange rates `(rate_date, base)` in the view);
 - production only: the pipe runs (`SYSTEM$PIPE_STATUS` says `executionState: RUNNING`) and
   `COPY_HISTORY` shows no failed or partial file loads in the last `copy_history_hours`
   (default 24).
 
-Thresholds are dlt config: `[verify] max_rate_age_days`, `max_products_lag_hours`,
-`copy_history_hours`, `reconcile_days` (env `VERIFY__MAX_RATE_AGE_DAYS`, ...).
+Thresholds are dlt config: `[verify] max_rate_age_days`, `max_<name>_lag_hours` (e.g.
+`max_products_lag_hours`), `copy_history_hours`, `reconcile_days` (env
+`VERIFY__MAX_RATE_AGE_DAYS`, ...). Application tables come from pipelines/registry.py, so a new
+one is checked without a line here.
 
 `verify()` returns a `VerifyReport`; `render()` prints it for people; `data-pipelines verify`
 exits non-zero listing what failed, and the `data-freshness` flow fails (and so alerts) likewise.
@@ -31,14 +34,16 @@ exits non-zero listing what failed, and the `data-freshness` flow fails (and so 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pipelines import names
 from pipelines.environment import Environment, Query
+from pipelines.spec import PipelineSpec
 from pipelines.text_table import text_table
+from sources.postgres_table import PostgresTable
 
 CURRENCIES = names.CURRENCIES_TABLE
 PRODUCTS = names.PRODUCTS_TABLE
@@ -46,16 +51,34 @@ EXCHANGE_RATES = names.EXCHANGE_RATES_TABLE
 EXCHANGE_RATES_LATEST = names.EXCHANGE_RATES_LATEST_VIEW
 EXCHANGE_RATES_PIPE = names.EXCHANGE_RATES_PIPE
 
-# What users read, with the key that must be unique there (None: raw, append-only by design).
-TARGET_TABLES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
-    (CURRENCIES, ("code",)),
-    (PRODUCTS, ("audit_id",)),
-    (EXCHANGE_RATES, None),
-    (EXCHANGE_RATES_LATEST, ("rate_date", "base")),
-)
+
+def warehouse_table(spec: PipelineSpec) -> str:
+    """Where users read an application table: `DLT.<DATASET>.<TABLE>`."""
+    assert spec.table is not None
+    return f"{names.WAREHOUSE_DATABASE}.{spec.dataset.upper()}.{spec.table.name.upper()}"
+
+
+def target_tables(
+    tables: Sequence[PipelineSpec],
+) -> tuple[tuple[str, tuple[str, ...] | None], ...]:
+    """What users read, with the key that must be unique there (None: raw, append-only)."""
+    return (
+        (CURRENCIES, ("code",)),
+        *((warehouse_table(spec), (spec.table.primary_key,)) for spec in tables if spec.table),
+        (EXCHANGE_RATES, None),
+        (EXCHANGE_RATES_LATEST, ("rate_date", "base")),
+    )
+
+
+def user_tables() -> tuple[str, ...]:
+    """What users read, by the names they use in Snowflake (the same names locally)."""
+    from pipelines.registry import application_tables
+
+    return tuple(table for table, _ in target_tables(application_tables()))
+
 
 DEFAULT_MAX_RATE_AGE_DAYS = 1
-DEFAULT_MAX_PRODUCTS_LAG_HOURS = 26.0
+DEFAULT_MAX_LAG_HOURS = 26.0
 DEFAULT_COPY_HISTORY_HOURS = 24
 DEFAULT_RECONCILE_DAYS = 7
 
@@ -67,12 +90,16 @@ class VerificationFailed(RuntimeError):
 @dataclass(frozen=True)
 class Thresholds:
     max_rate_age_days: int = DEFAULT_MAX_RATE_AGE_DAYS
-    max_products_lag_hours: float = DEFAULT_MAX_PRODUCTS_LAG_HOURS
     copy_history_hours: int = DEFAULT_COPY_HISTORY_HOURS
     reconcile_days: int = DEFAULT_RECONCILE_DAYS
+    # by application table name; a table not named here gets DEFAULT_MAX_LAG_HOURS
+    max_lag_hours: Mapping[str, float] = field(default_factory=dict)
+
+    def lag_hours(self, table: str) -> float:
+        return float(self.max_lag_hours.get(table, DEFAULT_MAX_LAG_HOURS))
 
     @classmethod
-    def from_config(cls) -> Thresholds:
+    def from_config(cls, tables: Sequence[PipelineSpec] = ()) -> Thresholds:
         import dlt
 
         def get(key: str, default: Any) -> Any:
@@ -81,23 +108,28 @@ class Thresholds:
 
         return cls(
             get("max_rate_age_days", DEFAULT_MAX_RATE_AGE_DAYS),
-            get("max_products_lag_hours", DEFAULT_MAX_PRODUCTS_LAG_HOURS),
             get("copy_history_hours", DEFAULT_COPY_HISTORY_HOURS),
             get("reconcile_days", DEFAULT_RECONCILE_DAYS),
+            {
+                spec.name: get(f"max_{spec.name}_lag_hours", DEFAULT_MAX_LAG_HOURS)
+                for spec in tables
+            },
         )
 
 
 @dataclass(frozen=True)
-class ProductsSourceReader:
-    """What the checks read from the products source (PostgreSQL `raw_data.products`)."""
+class TableSourceReader:
+    """What the checks read from an application table's source table (PostgreSQL)."""
 
-    # Rows with start <= valid_ts < end (UTC-aware bounds).
-    count_between: Callable[[datetime, datetime], int]
+    # The newest cursor value in the source (None: no rows).
+    latest: Callable[[], Any]
+    # Rows with start <= cursor < end (UTC-aware bounds).
+    count_between: Callable[[datetime, datetime], int] | None = None
     # The table's column names.
-    columns: Callable[[], set[str]]
+    columns: Callable[[], set[str]] | None = None
     # The source's re-read window behind the cursor: rows newer than cursor - lookback are
     # re-read by the next run, so they are not missing yet.
-    lookback: timedelta
+    lookback: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True)
@@ -170,8 +202,8 @@ def latest_rate_date_sql() -> str:
     return f"select max(rate_date) from {EXCHANGE_RATES_LATEST}"
 
 
-def latest_valid_ts_sql() -> str:
-    return f"select max(valid_ts) from {PRODUCTS}"
+def latest_cursor_sql(table: str, cursor: str) -> str:
+    return f"select max({cursor}) from {table}"
 
 
 def pipe_status_sql(pipe: str = EXCHANGE_RATES_PIPE) -> str:
@@ -191,10 +223,11 @@ def copy_errors_sql(table: str = EXCHANGE_RATES, hours: int = DEFAULT_COPY_HISTO
     )
 
 
-def source_latest_valid_ts_sql(schema: str, table: str) -> str:
-    from sources.products.postgres import quote_identifier
+def source_latest_cursor_sql(relation: str, cursor: str) -> str:
+    """The newest cursor value of a quoted, qualified PostgreSQL `relation`."""
+    from sources.postgres_table.postgres import quote_identifier
 
-    return f"SELECT max(valid_ts) FROM {quote_identifier(schema)}.{quote_identifier(table)}"
+    return f"SELECT max({quote_identifier(cursor)}) FROM {relation}"
 
 
 def _utc_literal(value: datetime) -> str:
@@ -203,10 +236,10 @@ def _utc_literal(value: datetime) -> str:
     return f"'{_as_utc(value):%Y-%m-%d %H:%M:%S.%f}+00:00'"
 
 
-def count_between_sql(table: str, start: datetime, end: datetime) -> str:
+def count_between_sql(table: str, cursor: str, start: datetime, end: datetime) -> str:
     return (
         f"select count(*) from {table} "
-        f"where valid_ts >= {_utc_literal(start)} and valid_ts < {_utc_literal(end)}"
+        f"where {cursor} >= {_utc_literal(start)} and {cursor} < {_utc_literal(end)}"
     )
 
 
@@ -228,7 +261,7 @@ def _first_line(error: BaseException) -> str:
 
 
 def _as_utc(value: datetime) -> datetime:
-    # PostgreSQL `timestamp` holds UTC wall-clock time (sources/products)
+    # PostgreSQL `timestamp` holds UTC wall-clock time in the application (sources/postgres_table)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -293,25 +326,47 @@ def _rate_freshness(query: Query, today: date, max_age_days: int) -> Check:
     return Check("freshness", EXCHANGE_RATES_LATEST, age <= max_age_days, detail)
 
 
-def _products_freshness(
-    query: Query, source_latest: Callable[[], datetime | None], max_lag_hours: float
+def _lag_hours(loaded: Any, newest: Any) -> float | None:
+    """How far `loaded` is behind `newest`, in hours; None for a cursor that is not a time."""
+    if isinstance(newest, datetime) and isinstance(loaded, datetime):
+        lag = _as_utc(newest) - _as_utc(loaded)
+    elif isinstance(newest, date) and isinstance(loaded, date):
+        lag = timedelta(days=(_day(newest) - _day(loaded)).days)
+    else:
+        return None
+    return max(lag, timedelta(0)).total_seconds() / 3600
+
+
+def _day(value: date) -> date:
+    return value.date() if isinstance(value, datetime) else value
+
+
+def _shown(value: Any) -> str:
+    return f"{_as_utc(value):%Y-%m-%d %H:%M:%S}" if isinstance(value, datetime) else str(value)
+
+
+def _table_freshness(
+    query: Query, target: str, table: PostgresTable, source: TableSourceReader, max_hours: float
 ) -> Check:
-    loaded = query(latest_valid_ts_sql())[0][0]
+    cursor = table.cursor_column
+    loaded = query(latest_cursor_sql(target, cursor))[0][0]
     try:
-        newest = source_latest()
+        newest = source.latest()
     except Exception as error:  # the source is part of the check: say why it could not run
-        return Check("freshness", PRODUCTS, False, f"cannot read the source: {_first_line(error)}")
+        return Check("freshness", target, False, f"cannot read the source: {_first_line(error)}")
     if newest is None:
-        return Check("freshness", PRODUCTS, True, "the source has no rows")
+        return Check("freshness", target, True, "the source has no rows")
     if loaded is None:
-        return Check("freshness", PRODUCTS, False, f"no valid_ts loaded; source has {newest}")
-    lag = _as_utc(newest) - _as_utc(loaded)
-    hours = max(lag, timedelta(0)).total_seconds() / 3600
+        return Check("freshness", target, False, f"no {cursor} loaded; source has {newest}")
+    hours = _lag_hours(loaded, newest)
+    if hours is None:
+        detail = f"latest {cursor} {loaded}, the source's {newest} (not a time: not judged)"
+        return Check("freshness", target, True, detail)
     detail = (
-        f"latest valid_ts {_as_utc(loaded):%Y-%m-%d %H:%M:%S} is {hours:.1f} h behind the "
-        f"source's {_as_utc(newest):%Y-%m-%d %H:%M:%S} (max {max_lag_hours:g} h)"
+        f"latest {cursor} {_shown(loaded)} is {hours:.1f} h behind the "
+        f"source's {_shown(newest)} (max {max_hours:g} h)"
     )
-    return Check("freshness", PRODUCTS, hours <= max_lag_hours, detail)
+    return Check("freshness", target, hours <= max_hours, detail)
 
 
 def _day_windows(cutoff: datetime, days: int) -> list[tuple[datetime, datetime]]:
@@ -327,57 +382,75 @@ def _day_windows(cutoff: datetime, days: int) -> list[tuple[datetime, datetime]]
     return windows
 
 
-def _products_reconciliation(query: Query, source: ProductsSourceReader, days: int) -> Check:
-    """Audit rows per day: source vs warehouse, up to the cursor minus the lookback.
+def _reconciliation(
+    query: Query,
+    spec: PipelineSpec,
+    target: str,
+    table: PostgresTable,
+    source: TableSourceReader,
+    days: int,
+) -> Check:
+    """Rows per day: source vs warehouse, up to the cursor minus the lookback.
 
-    The audit log only grows, so a day with fewer rows in the warehouse lost rows: most often
-    rows committed with a `valid_ts` further behind the cursor than the lookback re-reads.
+    An append-only table only grows, so a day with fewer rows in the warehouse lost rows: most
+    often rows committed with a cursor further behind the last one than the lookback re-reads.
     """
-    loaded = query(latest_valid_ts_sql())[0][0]
+    assert source.count_between is not None
+    cursor = table.cursor_column
+    loaded = query(latest_cursor_sql(target, cursor))[0][0]
     if loaded is None:
-        return Check("reconcile", PRODUCTS, True, "nothing loaded yet")
+        return Check("reconcile", target, True, "nothing loaded yet")
     cutoff = _as_utc(loaded) - source.lookback
     gaps = []
     compared = 0
     try:
         for start, end in _day_windows(cutoff, days):
             expected = source.count_between(start, end)
-            found = int(query(count_between_sql(PRODUCTS, start, end))[0][0])
+            found = int(query(count_between_sql(target, cursor, start, end))[0][0])
             compared += expected
             if expected != found:
                 gaps.append(f"{start:%Y-%m-%d}: source {expected}, warehouse {found}")
     except Exception as error:  # the source is part of the check: say why it could not run
-        return Check("reconcile", PRODUCTS, False, f"cannot compare: {_first_line(error)}")
+        return Check("reconcile", target, False, f"cannot compare: {_first_line(error)}")
     window = f"{days} day(s) up to {cutoff:%Y-%m-%d %H:%M} UTC (cursor minus lookback)"
     if not gaps:
-        return Check("reconcile", PRODUCTS, True, f"{compared} audit rows match over {window}")
+        return Check("reconcile", target, True, f"{compared} rows match over {window}")
     return Check(
         "reconcile",
-        PRODUCTS,
+        target,
         False,
         f"row counts differ over {window}: {'; '.join(gaps[:5])}. Rows the warehouse lacks "
-        "committed later than the lookback re-reads: run products-full-refresh, or widen "
-        "[sources.products] lookback",
+        f"committed later than the lookback re-reads: run {_full_refresh(spec)}, "
+        f"or widen {table.setting('lookback')}",
     )
 
 
-def _dropped_columns(query: Query, source: ProductsSourceReader) -> Check:
+def _full_refresh(spec: PipelineSpec) -> str:
+    refresh = spec.flow_for("full-refresh")
+    return refresh.name if refresh else "a full refresh"
+
+
+def _dropped_columns(
+    query: Query, spec: PipelineSpec, target: str, source: TableSourceReader
+) -> Check:
     """Warehouse columns the source no longer has: they hold NULL for every new row."""
+    assert source.columns is not None
     try:
         source_columns = {c.lower() for c in source.columns()}
-        warehouse = {str(r[0]).lower() for r in query(warehouse_columns_sql(PRODUCTS))}
+        warehouse = {str(r[0]).lower() for r in query(warehouse_columns_sql(target))}
     except Exception as error:
-        return Check("columns", PRODUCTS, False, f"cannot compare: {_first_line(error)}")
+        return Check("columns", target, False, f"cannot compare: {_first_line(error)}")
     dropped = sorted(c for c in warehouse - source_columns if not c.startswith("_dlt"))
     if not dropped:
-        return Check("columns", PRODUCTS, True, "every warehouse column exists in the source")
+        return Check("columns", target, True, "every warehouse column exists in the source")
+    name = spec.table.name if spec.table else spec.name
     return Check(
         "columns",
-        PRODUCTS,
+        target,
         False,
         f"dropped in the source, NULL in every new row: {', '.join(dropped)}. If the drop is "
-        "intended, drop the column in the warehouse (or run products-full-refresh after "
-        "`dlt pipeline products drop products`); else restore it in PostgreSQL",
+        f"intended, drop the column in the warehouse (or run {_full_refresh(spec)} after "
+        f"`dlt pipeline {spec.name} drop {name}`); else restore it in PostgreSQL",
     )
 
 
@@ -386,31 +459,39 @@ def check_warehouse(
     *,
     environment: str,
     monitors_snowpipe: bool,
-    source_latest_valid_ts: Callable[[], datetime | None],
-    products_source: ProductsSourceReader | None = None,
+    tables: Sequence[PipelineSpec] = (),
+    sources: Mapping[str, TableSourceReader] | None = None,
     thresholds: Thresholds | None = None,
     now: datetime | None = None,
 ) -> VerifyReport:
-    """Run every check with `query` (one SQL string -> rows); never raises for a failed check."""
+    """Run every check with `query` (one SQL string -> rows); never raises for a failed check.
+
+    `tables`: the application tables' pipelines; `sources`: what their source tables hold, by
+    pipeline name (a table without one gets the warehouse-side checks only).
+    """
     thresholds = thresholds or Thresholds()
+    sources = sources or {}
     now = now or datetime.now(UTC)
     report = VerifyReport(environment=environment, checked_at=now)
     readable: dict[str, bool] = {}
-    for table, _ in TARGET_TABLES:
+    targets = target_tables(tables)
+    for table, _ in targets:
         check, readable[table] = _rows_check(query, table)
         report.checks.append(check)
     if readable[EXCHANGE_RATES_LATEST]:
         report.checks.append(_rate_freshness(query, now.date(), thresholds.max_rate_age_days))
-    if readable[PRODUCTS]:
-        report.checks.append(
-            _products_freshness(query, source_latest_valid_ts, thresholds.max_products_lag_hours)
-        )
-        if products_source is not None:
-            report.checks.append(
-                _products_reconciliation(query, products_source, thresholds.reconcile_days)
-            )
-            report.checks.append(_dropped_columns(query, products_source))
-    for table, key in TARGET_TABLES:
+    for spec in tables:
+        target, table, source = warehouse_table(spec), spec.table, sources.get(spec.name)
+        if table is None or source is None or not readable[target]:
+            continue
+        max_hours = thresholds.lag_hours(spec.name)
+        report.checks.append(_table_freshness(query, target, table, source, max_hours))
+        if table.append_only and source.count_between is not None:
+            days = thresholds.reconcile_days
+            report.checks.append(_reconciliation(query, spec, target, table, source, days))
+        if source.columns is not None:
+            report.checks.append(_dropped_columns(query, spec, target, source))
+    for table, key in targets:
         if key is not None and readable[table]:
             report.checks.append(_duplicates_check(query, table, key))
     if monitors_snowpipe:
@@ -431,22 +512,23 @@ def check_warehouse(
 # ---- the environment's warehouse and source -------------------------------------------------
 
 
-def products_source_query(environment: Environment) -> Query:
-    """SQL against the products source; the DSN is resolved at the first query, once.
+def source_query(environment: Environment, table: PostgresTable) -> Query:
+    """SQL against an application table's database; the DSN is resolved at the first query.
 
     Lazily, so that a source that cannot be reached (or configured) fails the checks that read
     it, with the reason, instead of the whole report. Errors are classified as the pipeline's.
     """
-    from pipelines.products import products_dsn
-    from sources.products.postgres import connect, endpoint_of, fetch_all
+    from pipelines.application_table import application_dsn
+    from sources.postgres_table.postgres import connect, endpoint_of, fetch_all
 
     dsn: list[str] = []
+    section = table.credentials_section
 
     def run(sql: str) -> list[tuple[Any, ...]]:
         if not dsn:
-            dsn.append(products_dsn(environment))
-        with connect(dsn[0]) as connection:
-            return fetch_all(connection, sql, endpoint_of(dsn[0]))
+            dsn.append(application_dsn(environment, table))
+        with connect(dsn[0], section) as connection:
+            return fetch_all(connection, sql, endpoint_of(dsn[0], section))
 
     return run
 
@@ -456,40 +538,39 @@ def _scalar(query: Query, sql: str) -> Any:
     return rows[0][0] if rows else None
 
 
-def source_latest_valid_ts(source: Query) -> datetime | None:
-    """The newest `valid_ts` in the products audit log (the source of the products table)."""
-    from sources.products import configured_table
+def table_source_reader(source: Query, table: PostgresTable) -> TableSourceReader:
+    """The newest cursor, counts and columns of an application table's source table."""
+    from sources.postgres_table import configured_lookback, configured_table, parse_lookback
+    from sources.postgres_table.postgres import quote_identifier, table_columns_sql
 
-    return _scalar(source, source_latest_valid_ts_sql(*configured_table()))
-
-
-def products_source_reader(source: Query) -> ProductsSourceReader:
-    """Counts and columns of the products audit log."""
-    import dlt
-
-    from sources.products import DEFAULT_LOOKBACK, configured_table, parse_lookback
-    from sources.products.postgres import quote_identifier, table_columns_sql
-
-    schema, table = configured_table()
-    qualified = f"{quote_identifier(schema)}.{quote_identifier(table)}"
-    lookback = dlt.config.get("sources.products.lookback") or DEFAULT_LOOKBACK
-    return ProductsSourceReader(
+    schema, name = configured_table(table)
+    qualified = f"{quote_identifier(schema)}.{quote_identifier(name)}"
+    cursor = quote_identifier(table.cursor_column)
+    return TableSourceReader(
+        latest=lambda: _scalar(source, source_latest_cursor_sql(qualified, table.cursor_column)),
         count_between=lambda start, end: int(
-            _scalar(source, count_between_sql(qualified, start, end))
+            _scalar(source, count_between_sql(qualified, cursor, start, end))
         ),
-        columns=lambda: {row[0] for row in source(table_columns_sql(schema, table))},
-        lookback=timedelta(seconds=parse_lookback(lookback)),
+        columns=lambda: {row[0] for row in source(table_columns_sql(schema, name))},
+        lookback=timedelta(seconds=parse_lookback(configured_lookback(table), table.section)),
     )
 
 
 def verify(environment: Environment, thresholds: Thresholds | None = None) -> VerifyReport:
-    """All checks against the environment's warehouse and the products source."""
-    source = products_source_query(environment)
+    """All checks against the environment's warehouse and every application table's source."""
+    from pipelines.registry import application_tables
+
+    tables = application_tables()
+    sources = {
+        spec.name: table_source_reader(source_query(environment, spec.table), spec.table)
+        for spec in tables
+        if spec.table is not None
+    }
     return check_warehouse(
         environment.warehouse_query(),
         environment=environment.name,
         monitors_snowpipe=environment.monitors_snowpipe,
-        source_latest_valid_ts=lambda: source_latest_valid_ts(source),
-        products_source=products_source_reader(source),
-        thresholds=thresholds or Thresholds.from_config(),
+        tables=tables,
+        sources=sources,
+        thresholds=thresholds or Thresholds.from_config(tables),
     )

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sources.errors import PermanentSourceError
-from sources.products.postgres import Endpoint, fetch_all, quote_identifier, quote_literal
+from sources.postgres_table.postgres import Endpoint, fetch_all, quote_identifier, quote_literal
 
 # PostgreSQL numeric(p, s) fits an exact warehouse decimal up to 38 digits (DuckDB DECIMAL,
 # Snowflake NUMBER). An unconstrained `numeric` gets dlt's default decimal, (38, 9).
@@ -157,7 +157,7 @@ _WRAPPED_INFINITY = {
 }
 
 
-def _refuse_infinity(column: SourceColumn, kind: str) -> Converter:
+def _refuse_infinity(column: SourceColumn, kind: str, section: str) -> Converter:
     integer_type, highest_sentinel = _WRAPPED_INFINITY[kind]
 
     def check(array: pa.Array) -> pa.Array:
@@ -166,7 +166,7 @@ def _refuse_infinity(column: SourceColumn, kind: str) -> Converter:
             raise ColumnValueError(
                 f"Column {column.name!r} ({column.declared_type}) holds 'infinity' or "
                 f"'-infinity', which no warehouse {kind} holds (Snowflake has none), so nothing "
-                "was loaded. Replace it in PostgreSQL, or point [sources.products] table_name "
+                f"was loaded. Replace it in PostgreSQL, or point [sources.{section}] table_name "
                 "at a view that maps it to NULL or to a far date."
             )
         return array
@@ -174,7 +174,7 @@ def _refuse_infinity(column: SourceColumn, kind: str) -> Converter:
     return check
 
 
-def plan_column(column: SourceColumn, money_scale: int | None) -> ColumnPlan:
+def plan_column(column: SourceColumn, money_scale: int | None, section: str) -> ColumnPlan:
     """How to select, convert and hint one column; raises for a type we have not mapped."""
     name = quote_identifier(column.name)
     builtin = column.base_schema == "pg_catalog"
@@ -186,11 +186,11 @@ def plan_column(column: SourceColumn, money_scale: int | None) -> ColumnPlan:
         # dlt drops Arrow's "no zone" and would load it as zone-aware; keep it a plain
         # TIMESTAMP (the cursor column alone is declared UTC, by the source's own hints).
         hints = {"data_type": "timestamp", "timezone": False}
-        return ColumnPlan(name, _refuse_infinity(column, "timestamp"), hints)
+        return ColumnPlan(name, _refuse_infinity(column, "timestamp", section), hints)
     if builtin and column.base_type == "timestamptz":
-        return ColumnPlan(name, _refuse_infinity(column, "timestamp"))
+        return ColumnPlan(name, _refuse_infinity(column, "timestamp", section))
     if builtin and column.base_type == "date":
-        return ColumnPlan(name, _refuse_infinity(column, "date"))
+        return ColumnPlan(name, _refuse_infinity(column, "date", section))
     if builtin and column.base_type in PASS_THROUGH:
         return ColumnPlan(name)
     if builtin and column.base_type in AS_TEXT:
@@ -205,17 +205,17 @@ def plan_column(column: SourceColumn, money_scale: int | None) -> ColumnPlan:
             return ColumnPlan(name, _to_decimal(column, precision, scale))
         # wider than any warehouse decimal, or a negative scale: the exact digits as text
         return ColumnPlan(name, _storage)
-    raise unsupported_type(column.name, column.declared_type)
+    raise unsupported_type(column.name, column.declared_type, section)
 
 
 def unsupported_type(
-    name: str, declared_type: str, read_as: str = ""
+    name: str, declared_type: str, section: str, read_as: str = ""
 ) -> UnsupportedColumnTypeError:
     return UnsupportedColumnTypeError(
-        f"Column {name!r} has PostgreSQL type {declared_type}{read_as}, which the products "
+        f"Column {name!r} has PostgreSQL type {declared_type}{read_as}, which the {section} "
         "source does not map to a warehouse type, so nothing was loaded. Select it cast to a "
-        "supported type in a view and point [sources.products] table_name at the view, or add "
-        "a mapping in sources/products/types.py (supported types: docs/products.md)."
+        f"supported type in a view and point [sources.{section}] table_name at the view, or add "
+        "a mapping in sources/postgres_table/types.py (supported types: docs/products.md)."
     )
 
 
@@ -245,7 +245,7 @@ class TablePlan:
         return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
 
 
-def check_loadable(schema: pa.Schema, columns: tuple[SourceColumn, ...]) -> None:
+def check_loadable(schema: pa.Schema, columns: tuple[SourceColumn, ...], section: str) -> None:
     """Refuse, permanently, any Arrow type dlt cannot load (a driver change, an unmapped case)."""
     from dlt.common.libs.pyarrow import UnsupportedArrowTypeException, get_column_type_from_py_arrow
 
@@ -257,11 +257,14 @@ def check_loadable(schema: pa.Schema, columns: tuple[SourceColumn, ...]) -> None
             raise unsupported_type(
                 arrow_field.name,
                 declared.get(arrow_field.name, "?"),
+                section,
                 f" (read as Arrow {arrow_field.type}, which dlt cannot load)",
             ) from None
 
 
-def read_table_plan(connection: Any, relation: str, endpoint: Endpoint) -> TablePlan | None:
+def read_table_plan(
+    connection: Any, relation: str, endpoint: Endpoint, section: str
+) -> TablePlan | None:
     """The plan for `relation` (a quoted, qualified name); None when it does not exist.
 
     Also applies SESSION_SETTINGS to the connection: the plan's SELECT expressions rely on them.
@@ -277,4 +280,6 @@ def read_table_plan(connection: Any, relation: str, endpoint: Endpoint) -> Table
     if any(c.base_type == "money" and c.base_schema == "pg_catalog" for c in columns):
         # lc_monetary of this very session decides how many of the cents digits are decimals
         money_scale = int(fetch_all(connection, MONEY_SCALE_QUERY, endpoint)[0][0])
-    return TablePlan(columns, tuple(plan_column(column, money_scale) for column in columns))
+    return TablePlan(
+        columns, tuple(plan_column(column, money_scale, section) for column in columns)
+    )

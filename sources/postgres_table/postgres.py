@@ -1,4 +1,4 @@
-"""PostgreSQL access for the products source: ADBC connection, error classes, Arrow streaming.
+"""PostgreSQL access for application tables: ADBC connection, error classes, Arrow streaming.
 
 Why ADBC by hand instead of `sql_table`: `adbc_driver_postgresql` reads the result with
 `COPY ... TO STDOUT (FORMAT binary)` and decodes it straight into Arrow record batches in C,
@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
@@ -50,33 +51,38 @@ class Endpoint:
 
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
-CREDENTIALS_SETTING = "[sources.products] credentials (env SOURCES__PRODUCTS__CREDENTIALS)"
 DSN_SHAPE = "postgresql://user:password@host:5432/database"
 
 
-def endpoint_of(dsn: str) -> Endpoint:
+def credentials_setting(section: str) -> str:
+    """Where a table's DSN is configured, as messages name it: `[sources.<section>] credentials`."""
+    return f"[sources.{section}] credentials (env SOURCES__{section.upper()}__CREDENTIALS)"
+
+
+def endpoint_of(dsn: str, section: str) -> Endpoint:
     """Host, port and database of a DSN; a DSN libpq could never use fails here, permanently."""
+    setting = credentials_setting(section)
     parts = urlsplit(dsn)
     if parts.scheme not in POSTGRES_SCHEMES:
         raise PostgresConfigurationError(
-            f"{CREDENTIALS_SETTING} has scheme {parts.scheme or '(none)'!r}, not PostgreSQL: "
+            f"{setting} has scheme {parts.scheme or '(none)'!r}, not PostgreSQL: "
             f"write it as {DSN_SHAPE}."
         )
     try:
         port = parts.port or 5432
     except ValueError:  # not a number, or outside 0-65535
         raise PostgresConfigurationError(
-            f"{CREDENTIALS_SETTING} has an invalid port (it must be a number from 1 to 65535): "
+            f"{setting} has an invalid port (it must be a number from 1 to 65535): "
             f"write it as {DSN_SHAPE}."
         ) from None
     return Endpoint(parts.hostname or "localhost", port, parts.path.lstrip("/"))
 
 
-def unparsable_credentials() -> PostgresConfigurationError:
+def unparsable_credentials(section: str) -> PostgresConfigurationError:
     """For a DSN dlt cannot even parse (its own error may echo parts of the value)."""
     return PostgresConfigurationError(
-        f"{CREDENTIALS_SETTING} is not a connection string dlt can parse (e.g. a port that is "
-        f"not a number): write it as {DSN_SHAPE}."
+        f"{credentials_setting(section)} is not a connection string dlt can parse (e.g. a port "
+        f"that is not a number): write it as {DSN_SHAPE}."
     )
 
 
@@ -122,7 +128,7 @@ def _libpq_reason(error: BaseException, secret: str | None) -> str:
     return text
 
 
-def classify_connect_error(error: BaseException, dsn: str) -> Exception:
+def classify_connect_error(error: BaseException, dsn: str, section: str) -> Exception:
     """Turn a driver error into ours: permanent for configuration, else transient.
 
     The driver's exception is not chained on purpose: its text could carry the DSN. Called
@@ -130,7 +136,7 @@ def classify_connect_error(error: BaseException, dsn: str) -> Exception:
     here would chain that error implicitly): a DSN libpq could never use is returned too.
     """
     try:
-        endpoint = endpoint_of(dsn)
+        endpoint = endpoint_of(dsn, section)
     except PostgresConfigurationError as unusable:
         unusable.__context__ = None
         return unusable
@@ -139,24 +145,24 @@ def classify_connect_error(error: BaseException, dsn: str) -> Exception:
         match = re.search(pattern, reason, re.IGNORECASE)
         if match:
             return PostgresConfigurationError(
-                f"{CREDENTIALS_SETTING}: {what.format(*match.groups())}; fix the DSN "
+                f"{credentials_setting(section)}: {what.format(*match.groups())}; fix the DSN "
                 f"({DSN_SHAPE}?option=value). Connecting to {endpoint}: {reason}"
             )
     return PostgresUnavailableError(f"{endpoint} is unreachable: {reason}")
 
 
 @contextmanager
-def connect(dsn: str) -> Iterator[Any]:
+def connect(dsn: str, section: str) -> Iterator[Any]:
     """An ADBC connection; failures become Transient/Permanent source errors without secrets."""
     import adbc_driver_manager
     import adbc_driver_postgresql.dbapi as adbc_pg
 
-    endpoint_of(dsn)  # a DSN libpq could never use fails here, before the driver sees it
+    endpoint_of(dsn, section)  # a DSN libpq could never use fails here, before the driver sees it
     failure: Exception | None = None
     try:
         connection = adbc_pg.connect(_with_connect_timeout(dsn))
     except adbc_driver_manager.Error as error:
-        failure = classify_connect_error(error, dsn)
+        failure = classify_connect_error(error, dsn, section)
     if failure is not None:
         # raised outside the except block, and with no cause or context: the driver's text
         # (which may quote the whole DSN) is never chained, with or without --debug
@@ -198,15 +204,37 @@ def table_columns_sql(schema: str, table: str) -> str:
     )
 
 
-def timestamp_literal(value: datetime) -> str:
-    """A `timestamp` literal in UTC wall-clock time, to the microsecond.
+# Cursor column types the source can compare on, by `pg_type.typname` of the base type.
+CURSOR_TYPES = ("timestamp", "timestamptz", "date", "int2", "int4", "int8", "numeric")
+
+
+def cursor_literal(value: Any, base_type: str) -> str:
+    """The cursor value as a SQL literal of the cursor column's own type.
 
     Bound parameters would make the driver fall back from COPY to a slower path, so the cursor
-    goes into the SQL text; it is a datetime we format ourselves, never user text.
+    goes into the SQL text; it is a value dlt's state holds (a datetime, date or number we format
+    ourselves), never user text.
+
+    - `timestamp` (no zone) holds UTC wall-clock time in the application: the UTC wall clock;
+    - `timestamptz`: the instant with its offset, `+00:00`, so the comparison is right whatever
+      the session's TimeZone (a zone-less literal would be read in the session's zone);
+    - `date` and numbers: as they are.
     """
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return "'" + value.strftime("%Y-%m-%d %H:%M:%S.%f") + "'::timestamp"
+    if base_type == "timestamptz":
+        return "'" + _utc(value).strftime("%Y-%m-%d %H:%M:%S.%f") + "+00:00'::timestamptz"
+    if base_type == "timestamp":
+        return "'" + _utc(value).strftime("%Y-%m-%d %H:%M:%S.%f") + "'::timestamp"
+    if base_type == "date":
+        day = value.date() if isinstance(value, datetime) else value
+        return f"'{day.isoformat()}'::date"
+    if base_type in CURSOR_TYPES and isinstance(value, (int, float, Decimal)):
+        return repr(int(value)) if isinstance(value, int) else str(Decimal(str(value)))
+    raise TypeError(f"cannot compare a {base_type} cursor with {value!r}")
+
+
+def _utc(value: datetime) -> datetime:
+    """A naive UTC datetime (an aware one converted; a naive one is UTC already)."""
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
 
 
 def stream_batches(connection: Any, query: str, endpoint: Endpoint) -> Iterator[pa.RecordBatch]:
@@ -241,7 +269,7 @@ def stream_batches(connection: Any, query: str, endpoint: Endpoint) -> Iterator[
         except BaseException as error:  # handed to the consumer thread
             put(error)
 
-    worker = threading.Thread(target=produce, name="products-adbc-reader", daemon=True)
+    worker = threading.Thread(target=produce, name="postgres-adbc-reader", daemon=True)
     worker.start()
     try:
         while True:
