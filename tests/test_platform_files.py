@@ -22,8 +22,8 @@ EXPECTED = {
     "exchange-rates-daily": ("flows/exchange_rates.py:exchange_rates_daily_flow", "0 9 * * *"),
     "exchange-rates-backfill": ("flows/exchange_rates.py:exchange_rates_backfill_flow", None),
     "currencies-weekly": ("flows/currencies.py:currencies_weekly_flow", "0 0 * * 0"),
-    "products-daily": ("flows/products.py:products_daily_flow", "0 6 * * *"),
-    "products-full-refresh": ("flows/products.py:products_full_refresh_flow", None),
+    "products-daily": ("flows/application_tables.py:products_daily_flow", "0 6 * * *"),
+    "products-full-refresh": ("flows/application_tables.py:products_full_refresh_flow", None),
 }
 # Beside the five pipelines: the scheduled verification, tagged dlt so that it alerts too.
 PLATFORM = {

@@ -145,7 +145,7 @@ def test_pull_steps_clone_the_pinned_commit_and_install_without_pip(
     )
     assert imported.returncode == 0, imported.stderr[-3000:]
     report = json.loads(imported.stdout.splitlines()[-1])
-    for module in ("flows.products", "infra.snowflake", "environments.production"):
+    for module in ("flows.application_tables", "infra.snowflake", "environments.production"):
         assert module in report["imported"]
     leaked = {m.split(".")[0] for m in report["loaded"]} & set(LOCAL_ONLY_MODULES)
     assert not leaked, f"production modules import local-stack packages: {sorted(leaked)}"

@@ -18,9 +18,9 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
+from flows.application_tables import products_daily_flow
 from flows.currencies import currencies_weekly_flow
 from flows.exchange_rates import exchange_rates_backfill_flow
-from flows.products import products_daily_flow
 from flows.reporting import report_key, report_rows
 from local_stack.oxr_sandbox import OXRSandbox
 from local_stack.oxr_sandbox import currencies as sandbox_currencies

@@ -30,7 +30,8 @@ from environments.run_guard import (
 from local_stack.processes import free_port
 from pipelines.errors import is_permanent
 from pipelines.locks import LockWaitTimeout
-from pipelines.names import DLT_PIPELINES, pipeline_concurrency_tag
+from pipelines.names import pipeline_concurrency_tag
+from pipelines.registry import PIPELINES
 from sources.errors import ConfigurationError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -49,7 +50,7 @@ def active_slots(pipeline: str) -> int:
 
 def test_every_pipeline_has_a_strict_limit_of_one() -> None:
     with get_client(sync_client=True) as client:
-        for name in DLT_PIPELINES:
+        for name in PIPELINES:
             limit = client.read_global_concurrency_limit_by_name(f"dlt-pipeline:{name}")
             assert (limit.limit, limit.active) == (1, True)
 

@@ -21,7 +21,7 @@ import pytest
 from dlt.common.schema.exceptions import DataValidationError
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from flows.products import products_daily_flow
+from flows.application_tables import products_daily_flow
 from flows.schema_events import COLUMNS_ADDED, changes_in
 from infra import alerting
 from infra.prefect_setup import ensure_work_pools
