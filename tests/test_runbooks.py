@@ -597,7 +597,7 @@ def _section_key(cell: str) -> Iterator[str]:
 
 def markdown_tables(doc: str) -> Iterator[tuple[int, list[str], list[tuple[int, list[str]]]]]:
     """(line, header cells, [(line, cells)]) of each table of the doc."""
-    lines = doc_text(doc).splitlines()
+    lines = [line.strip() for line in doc_text(doc).splitlines()]
     i = 0
     while i < len(lines):
         if lines[i].startswith("|") and i + 1 < len(lines) and lines[i + 1].startswith("|--"):
@@ -648,15 +648,20 @@ def test_secrets_tables_pair_each_id_with_what_the_provider_reads_there(doc: str
         for number, cells in rows:
             secret_id = cells[0].strip("`")
             for key in _section_key(_strip_details(cells[1])):
-                # a credentials section's fields are resolved as the section
-                owner = next((s for s in ids if key == s or key.startswith(s + ".")), key)
-                if secret_id not in ids.get(owner, ()):
-                    failures.append(
-                        f"{doc}:{number}: dlt reads {owner} from "
-                        f"{sorted(ids.get(owner, ())) or 'no secret (the code reads no such key)'}"
-                        f", not from {secret_id}"
-                    )
-                covered.add(owner)
+                # a credentials section's fields resolve as the section; a section alone
+                # stands for every secret under it
+                owners = [
+                    s for s in ids if key == s or key.startswith(s + ".") or s.startswith(key + ".")
+                ]
+                if not owners:
+                    failures.append(f"{doc}:{number}: the code reads no secret {key}")
+                for owner in owners:
+                    if secret_id not in ids[owner]:
+                        failures.append(
+                            f"{doc}:{number}: dlt reads {owner} from {sorted(ids[owner])}, "
+                            f"not from {secret_id}"
+                        )
+                covered.update(owners)
         missing = sorted(set(ids) - covered)
         if missing:
             failures.append(f"{doc}:{line}: the table lacks {missing}")
