@@ -751,3 +751,42 @@ def test_readme_backfill_requests_days_the_demo_has_not_loaded() -> None:
         assert served[0] <= start and end <= served[-1], (
             f"{where}: the local OXR sandbox serves {served[0]}..{served[-1]}"
         )
+
+
+# ---- tables of deployments -------------------------------------------------------------------
+
+
+@cache
+def prefect_file_deployments() -> dict[str, tuple[str, str]]:
+    """`FLOW/DEPLOYMENT` -> (entrypoint, cron or "—"), from prefect.yaml."""
+    raw = load_prefect_file()["deployments"]
+    found = {}
+    for spec, deployment in zip(deployments(), raw, strict=True):
+        crons = [s["cron"] for s in deployment.get("schedules") or () if "cron" in s]
+        found[spec.full_name] = (deployment["entrypoint"], ", ".join(crons) or "—")
+    return found
+
+
+@pytest.mark.parametrize("doc", DOC_IDS)
+def test_tables_of_deployments_match_prefect_yaml(doc: str) -> None:
+    """A table listing deployments lists every one of prefect.yaml, as it is defined there."""
+    expected = prefect_file_deployments()
+    for line, header, rows in markdown_tables(doc):
+        if "deployment" not in header or "entrypoint" not in header:
+            continue
+        name, entry = header.index("deployment"), header.index("entrypoint")
+        schedule = next((i for i, h in enumerate(header) if h.startswith("schedule")), None)
+        listed = {}
+        for number, cells in rows:
+            deployment = cells[name].strip("`")
+            listed[deployment] = number
+            if deployment not in expected:
+                continue
+            entrypoint, cron = expected[deployment]
+            assert cells[entry].strip("`") == entrypoint, f"{doc}:{number}: entrypoint"
+            if schedule is not None:
+                assert cells[schedule].strip("`") == cron, f"{doc}:{number}: schedule {cron}"
+        assert set(listed) == set(expected), (
+            f"{doc}:{line}: the table lists {sorted(set(listed) - set(expected))} that "
+            f"prefect.yaml does not define, and lacks {sorted(set(expected) - set(listed))}"
+        )
