@@ -5,9 +5,10 @@ README.md and docs/*.md are read as an operator reads them. No server, no subpro
 - `data-pipelines ...` commands are parsed by the CLI's own argparse parser
   (`data_pipelines_cli.main.build_parser`), `prefect ...` commands by Prefect's own CLI app
   (`prefect.cli._app`: its meta app for the global flags, then the command's own parameters;
-  nothing is executed), `dlt ...` commands by dlt's own CLI parser. Commands are taken from
-  fenced code blocks (one per line, `\\` continuations joined, `# comments` dropped, after
-  `VAR=value`, `.venv/bin/` or `uv run ...`) and from inline code spans.
+  nothing is executed), `dlt ...` commands by dlt's own CLI parser; `make TARGET` names a
+  target of the Makefile. Commands are taken from fenced code blocks (one per line, `\\`
+  continuations joined, `# comments` dropped, after `VAR=value`, `.venv/bin/` or `uv run ...`)
+  and from inline code spans.
 - Conventions for what a doc may write in place of a value:
   `<name>`-style placeholders from `PLACEHOLDERS` (an unknown one fails), `YYYY-MM-DD`, an
   optional group `[--option VALUE]` (checked with and without it), and `...` for "the rest
@@ -56,14 +57,16 @@ from infra.prefect_setup import PROJECT_DIR, deployments, load_prefect_file
 
 DOCS: tuple[Path, ...] = (PROJECT_DIR / "README.md", *sorted((PROJECT_DIR / "docs").glob("*.md")))
 DOC_IDS = [str(path.relative_to(PROJECT_DIR)) for path in DOCS]
-TOOLS = ("data-pipelines", "prefect", "dlt")
+TOOLS = ("data-pipelines", "prefect", "dlt", "make")
 
 
 @cache
 def pipeline_names() -> tuple[str, ...]:
+    """The dlt pipeline names of the registry (a mapping by name, or the specs themselves)."""
     from pipelines.registry import PIPELINES
 
-    return tuple(sorted(PIPELINES))
+    names = PIPELINES.keys() if isinstance(PIPELINES, dict) else (p.name for p in PIPELINES)
+    return tuple(sorted(names))
 
 
 # Placeholders a doc may write for a value, and what the check substitutes.
@@ -329,10 +332,23 @@ def check_dlt(argv: list[str], lenient: bool) -> str | None:
     return None
 
 
+@cache
+def make_targets() -> frozenset[str]:
+    text = (PROJECT_DIR / "Makefile").read_text()
+    return frozenset(re.findall(r"^([A-Za-z][\w.-]*):", text, re.MULTILINE))
+
+
+def check_make(argv: list[str], lenient: bool) -> str | None:
+    targets = [a for a in argv if not a.startswith("-") and "=" not in a]
+    unknown = [t for t in targets if t not in make_targets()]
+    return f"no Makefile target {unknown} (it has {sorted(make_targets())})" if unknown else None
+
+
 CHECKS: dict[str, Callable[[list[str], bool], str | None]] = {
     "data-pipelines": check_data_pipelines,
     "prefect": check_prefect,
     "dlt": check_dlt,
+    "make": check_make,
 }
 
 
@@ -378,6 +394,7 @@ def test_the_checks_refuse_what_the_clis_refuse() -> None:
     assert check_prefect(["flow-run", "logs", "<run-id>"], False)  # not substituted: no UUID
     assert check_dlt(["pipeline", "no_such_pipeline", "info"], False)
     assert check_dlt(["pipeline", pipeline_names()[0], "infoo"], False)
+    assert check_make(["no-such-target"], False)
 
 
 # ---- names: deployments, pipelines ---------------------------------------------------------
