@@ -216,15 +216,17 @@ def _substitute(token: str) -> str:
     return ANGLE.sub(one, token).replace("YYYY-MM-DD", PLACEHOLDERS["YYYY-MM-DD"]())
 
 
+OPTIONAL_GROUP = re.compile(r"\[(-[^\[\]]*)\]")
+
+
 def variants(command: Command) -> Iterator[tuple[list[str], bool]]:
-    """(argv with placeholders substituted, elided) for each form the command stands for."""
+    """(argv with placeholders substituted, elided) for each form the command stands for:
+    as written, or with its optional groups `[--option VALUE]` taken and left out."""
+    forms = [list(command.argv)]
     text = " ".join(command.argv)
-    optional = re.compile(r"\[(-[^\[\]]*)\]")
-    forms = {optional.sub(r"\1", " ".join(command.argv))}
-    if optional.search(text):
-        forms.add(optional.sub("", text))
-    for form in sorted(forms):
-        tokens = [optional.sub(r"\1", t) for t in command.argv] if form == text else form.split()
+    if OPTIONAL_GROUP.search(text):  # tokens of a command with options in brackets are plain
+        forms = [OPTIONAL_GROUP.sub(r"\1", text).split(), OPTIONAL_GROUP.sub("", text).split()]
+    for tokens in forms:
         elided = ELLIPSIS in tokens
         yield [_substitute(t) for t in tokens if t != ELLIPSIS], elided
 
