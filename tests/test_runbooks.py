@@ -34,7 +34,6 @@ parsers and the code, never from a list kept here.
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import datetime as dt
 import importlib
@@ -53,7 +52,7 @@ from typing import Any
 
 import pytest
 
-from infra.prefect_setup import PROJECT_DIR, deployments, load_prefect_file
+from infra.prefect_setup import PROJECT_DIR, deployments, load_entrypoint, load_prefect_file
 
 DOCS: tuple[Path, ...] = (PROJECT_DIR / "README.md", *sorted((PROJECT_DIR / "docs").glob("*.md")))
 DOC_IDS = [str(path.relative_to(PROJECT_DIR)) for path in DOCS]
@@ -262,14 +261,9 @@ def flow_parameters() -> dict[str, set[str]]:
     found = {}
     raw = load_prefect_file()["deployments"]
     for spec, deployment in zip(deployments(), raw, strict=True):
-        path, function = deployment["entrypoint"].split(":")
-        tree = ast.parse((PROJECT_DIR / path).read_text())
-        node = next(
-            n
-            for n in ast.walk(tree)
-            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == function
-        )
-        names = {a.arg for a in [*node.args.args, *node.args.kwonlyargs]}
+        # the flow as the worker loads it (flows of application tables are generated)
+        flow = load_entrypoint(deployment["entrypoint"])
+        names = set(inspect.signature(flow.fn).parameters)
         found[spec.full_name] = names | set(spec.parameters)
     return found
 
