@@ -30,7 +30,7 @@ DATA_PIPELINES_DATA_DIR, default ./.data) or production (Snowflake and S3, crede
 dlt config: .dlt/secrets.toml, environment variables, AWS Secrets Manager).
 
 Typical local session:
-  data-pipelines demo            bring the stack up, run all five deployments once, summarise
+  data-pipelines demo            bring the stack up, run every deployment once, summarise
   source .data/stack.env         then use Prefect's own CLI as usual:
   prefect deployment run exchange-rates-daily/production
   prefect flow-run ls --limit 5
@@ -335,9 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="the main job: start the local stack, run all five deployments once, summarise",
+        help="the main job: start the local stack, run every deployment once, summarise",
         description="Start the local stack (OXR sandbox, PostgreSQL, Prefect server, work pool, "
-        "deployments, worker), trigger each of the five deployments once (the backfill over "
+        "deployments, worker), trigger each deployment of prefect.yaml once (the backfill over "
         "2026-01-01..2026-01-07), wait, and print one summary. Idempotent.",
     )
     demo.add_argument("--timeout", type=float, default=600, help="seconds to wait for the runs")
@@ -360,9 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
         "up",
         help="start the local stack and deploy (idempotent)",
         description="Start the local stack: the OXR sandbox, PostgreSQL with seeded "
-        "raw_data.products, a Prefect server, the `production` work pool, the five deployments "
-        "and a worker. Prints the addresses and a file to `source` for Prefect's CLI. Starting "
-        "it again leaves what runs alone.",
+        "application tables (raw_data.products), a Prefect server, the `production` work pool, "
+        "every deployment of prefect.yaml and a worker. Prints the addresses and a file to "
+        "`source` for Prefect's CLI. Starting it again leaves what runs alone.",
     )
     sub.add_parser(
         "down",

@@ -1,9 +1,10 @@
-"""The embedded default, assembled: everything the five deployments need on one laptop.
+"""The embedded default, assembled: everything the deployments need on one laptop.
 
-`up()` starts (or finds already running) the OXR sandbox, a PostgreSQL cluster with seeded
-`raw_data.products`, a Prefect server on SQLite, the `production` work pool, the five
-deployments from prefect.yaml (pulling from this checkout) and a worker. `down()` stops them.
-Data stays in the data folder between runs, so `up` after `down` picks up where it left off.
+`up()` starts (or finds already running) the OXR sandbox, a PostgreSQL cluster with every
+application table of the registry seeded, a Prefect server on SQLite, the `production` work
+pool, every deployment of prefect.yaml (pulling from this checkout) and a worker. `down()`
+stops them. Data stays in the data folder between runs, so `up` after `down` picks up where
+it left off.
 
 A user who configured a real OXR key or their own PostgreSQL DSN gets those instead of the
 sandbox or the local cluster: nothing is started for them.

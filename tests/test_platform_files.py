@@ -25,7 +25,7 @@ EXPECTED = {
     "products-daily": ("flows/application_tables.py:products_daily_flow", "0 6 * * *"),
     "products-full-refresh": ("flows/application_tables.py:products_full_refresh_flow", None),
 }
-# Beside the five pipelines: the scheduled verification, tagged dlt so that it alerts too.
+# Beside the pipelines: the scheduled verification, tagged dlt so that it alerts too.
 PLATFORM = {
     "data-freshness": ("flows/data_freshness.py:data_freshness_flow", "0 10 * * *"),
 }
