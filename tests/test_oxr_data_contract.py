@@ -367,9 +367,10 @@ def test_a_rate_that_jumps_is_kept_and_warned_about(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import pipelines.exchange_rates
+    import importlib
 
-    monkeypatch.setattr(pipelines.exchange_rates, "CHUNK_MAX_SECONDS", 60.0)  # one chunk
+    chunking = importlib.import_module("pipelines.exchange_rates.backfill")
+    monkeypatch.setattr(chunking, "CHUNK_MAX_SECONDS", 60.0)  # one chunk
     oxr_sandbox.inject_faults("patch", path=BAD_DAY_PATH, rates={"EUR": 5.0})
     result = backfill(DAYS[0], DAYS[-1])
     assert view_days(data_dir) == DAYS, "a jump is not proof of bad data: the day is kept"

@@ -1,249 +1,45 @@
-"""Exchange rates: OXR latest / historical -> JSONL files under the bucket's `exchange-rates/`.
+"""A backfill: historical days for a date range, chunked into load packages as they arrive.
 
-Production: `s3://<bucket>/exchange-rates/`, watched by Snowpipe, which loads every new file into
-`SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES`. Local: the bucket folder of the data folder, and
-the environment's `after_files_land` (the local pipe) loads them after each load.
-
-Bucket layout and file names: `pipelines/bucket_layout.py`.
+Days already in the bucket (whole and valid) are skipped, the quota is checked before any
+counted request, days are fetched with bounded parallelism and written in chunks
+(`CHUNK_MAX_DAYS` / `CHUNK_MAX_SECONDS`), so a crash costs little to resume.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-import dlt
 from dlt.common.pipeline import LoadInfo
-from dlt.sources import DltResource
 
-from pipelines.bucket_files import BucketDays, check_day_files
-from pipelines.bucket_layout import (
-    ONE_ROW_PER_FILE_VAR,
-    SNAPSHOT_PLACEHOLDER,
-    SnapshotNames,
-    file_layout,
-    historical_dir,
-)
-from pipelines.dlt_patches import use_atomic_local_files
-from pipelines.environment import Environment
-from pipelines.names import EXCHANGE_RATES_PIPELINE
-from pipelines.pipeline_run import PipelineRun, RunSummary
-from pipelines.runner import (
-    RunContext,
-    audit_resources,
-    execute,
-    load_summary,
-    make_pipeline,
-    quiet_audit_schema,
-)
-from pipelines.spec import FlowSpec, PipelineSpec
+from pipelines.exchange_rates.bucket import Bucket, check_bucket
+from pipelines.exchange_rates.latest import with_local_pipe
+from pipelines.names import EXCHANGE_RATES_PIPELINE as PIPELINE_NAME
+from pipelines.pipeline_run import RunSummary
+from pipelines.runner import load_summary
 from sources.exchange_rate_dates import DateRange
 from sources.exchange_rates import (
     HISTORICAL_TABLE,
     DayProblems,
     ExchangeRatesSettings,
     FetchedDay,
-    check_configured_key,
     check_quota,
     fetch_historical_days,
     historical_resource,
-    latest_resource,
     make_client,
-    resolve_settings,
     utc_today,
 )
 from sources.open_exchange_rates.contract import rate_jumps
 
 logger = logging.getLogger(__name__)
 
-PIPELINE_NAME = EXCHANGE_RATES_PIPELINE
-# dlt's bookkeeping folder, a sibling of the watched prefix (never inside it).
-STATE_DATASET = "_dlt_exchange_rates"
 # Persist fetched days at least this often, so a crash costs little to resume.
 CHUNK_MAX_DAYS = 100
 CHUNK_MAX_SECONDS = 1.5
-
-
-# `{snapshot}` of every data file this process normalized, by file id (ids are unique per file;
-# one run of the pipeline at a time holds the guard).
-_SNAPSHOTS = SnapshotNames()
-
-
-def _destination(environment: Environment, **options: Any) -> Any:
-    """The bucket, files named by their content's day (the watched prefix's layout)."""
-    os.environ.setdefault(ONE_ROW_PER_FILE_VAR, "1")
-    use_atomic_local_files()  # a local bucket shows whole files only, as S3 does
-    return dlt.destinations.filesystem(
-        bucket_url=environment.bucket_url(),
-        layout=file_layout(environment.exchange_rates_url()),
-        extra_placeholders={SNAPSHOT_PLACEHOLDER: _SNAPSHOTS},
-        **options,
-    )
-
-
-@dataclass
-class _Bucket:
-    """One run's writes to the bucket, each followed by what follows files landing."""
-
-    context: RunContext
-    local_pipe: dict[str, Any] | None = None
-
-    @property
-    def pipeline(self) -> dlt.Pipeline:
-        return self.context.pipeline
-
-    @property
-    def exchange_rates_url(self) -> str:
-        return self.context.environment.exchange_rates_url()
-
-    def load(self, resource: DltResource) -> LoadInfo:
-        """Extract, normalize, name the files, load: one load package; then the local pipe."""
-        info = self.context.load(
-            resource,
-            before_load=lambda normalized: _SNAPSHOTS.learn(self.pipeline, normalized.loads_ids),
-        )
-        self.run_local_pipe()
-        return info
-
-    def _name_files(self, normalized: Any) -> None:
-        _SNAPSHOTS.learn(self.pipeline, normalized.loads_ids)
-
-    def run_local_pipe(self) -> None:
-        """What follows files landing: the local pipe loads them (Snowpipe does in production)."""
-        report = self.context.environment.after_files_land(self.exchange_rates_url)
-        if report is None:
-            return
-        logger.info(
-            "Local Snowpipe loaded %d file(s), %d row(s)",
-            report["files_loaded"],
-            report["rows_loaded"],
-        )
-        totals = self.local_pipe or {
-            "files_loaded": 0,
-            "rows_loaded": 0,
-            "loaded": [],
-            "failed": [],
-        }
-        totals["files_loaded"] += report["files_loaded"]
-        totals["rows_loaded"] += report["rows_loaded"]
-        totals["loaded"] += report["loaded"]
-        totals["failed"] += report["failed"]  # files the pipe could not load (reported, skipped)
-        self.local_pipe = totals
-
-
-def check_bucket(
-    pipeline: dlt.Pipeline, exchange_rates_url: str, within: Iterable[date] | None = None
-) -> BucketDays:
-    """Historical days whose file is whole and valid; broken files are moved to quarantine."""
-    with pipeline.destination_client() as client:
-        fs = client.fs_client  # type: ignore[attr-defined]
-        return check_day_files(fs, historical_dir(exchange_rates_url), within)
-
-
-def days_in_bucket(
-    pipeline: dlt.Pipeline, exchange_rates_url: str, within: Iterable[date] | None = None
-) -> set[date]:
-    """Rate dates that already have a whole, valid historical file under the watched prefix."""
-    return check_bucket(pipeline, exchange_rates_url, within).present
-
-
-# ---- audit ------------------------------------------------------------------------------------
-
-# dlt's load info and trace go to the same bucket, beside dlt's state and never under the
-# watched prefix (Snowpipe would try to load them as rates). They need a sibling pipeline: this
-# pipeline's layout is absolute to `exchange-rates/`, so its own `_load_info` table would land
-# there. Files: <bucket>/_dlt_exchange_rates_audit/{_load_info,_trace}/<load_id>.<file_id>.jsonl.gz
-AUDIT_PIPELINE_NAME = "exchange_rates_audit"
-AUDIT_DATASET = "_dlt_exchange_rates_audit"
-
-
-def persist_audit(environment: Environment, load_info: LoadInfo) -> LoadInfo:
-    """Load a run's LoadInfo and trace as `_load_info`/`_trace` files into the bucket."""
-    destination = dlt.destinations.filesystem(bucket_url=environment.bucket_url())
-    audit = make_pipeline(AUDIT_PIPELINE_NAME, destination, AUDIT_DATASET)
-    with quiet_audit_schema():
-        return audit.run(audit_resources(load_info), schema_contract="evolve")
-
-
-# ---- the pipeline's run -----------------------------------------------------------------------
-
-
-def run(
-    environment: Environment,
-    *,
-    days: DateRange | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
-    settings: ExchangeRatesSettings | None = None,
-) -> PipelineRun:
-    """The latest rates (no `days`), or the historical rates of `days` (a backfill).
-
-    A backfill's `BackfillResult` is the run's `details`; `on_progress` is the backfill's.
-    """
-    return execute(environment, SPEC, days=days, on_progress=on_progress, settings=settings)
-
-
-def _prepare(environment: Environment, **params: Any) -> dict[str, Any]:
-    """OXR's settings (the app id among them), resolved before the guard is taken."""
-    return {**params, "settings": params.get("settings") or resolve_settings()}
-
-
-def _extract_load(
-    context: RunContext,
-    *,
-    settings: ExchangeRatesSettings,
-    days: DateRange | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> _Latest | BackfillResult:
-    bucket = _Bucket(context)
-    if days is None:
-        bucket.load(latest_resource(make_client(settings)))
-        return _Latest(bucket.local_pipe)
-    return _backfill(bucket, days, settings, on_progress)
-
-
-def _summarize(
-    context: RunContext, summary: RunSummary, details: _Latest | BackfillResult
-) -> RunSummary:
-    return details.summarize(summary)
-
-
-# ---- latest -----------------------------------------------------------------------------------
-
-
-@dataclass
-class _Latest:
-    """What a `latest` run adds to its summary: the local pipe's report, if any."""
-
-    local_pipe: dict[str, Any] | None
-
-    def summarize(self, summary: RunSummary) -> RunSummary:
-        return _with_local_pipe(summary, self.local_pipe)
-
-
-def _with_local_pipe(summary: RunSummary, local_pipe: dict[str, Any] | None) -> RunSummary:
-    if local_pipe is None:
-        return summary
-    notes = list(summary.notes)
-    if local_pipe["failed"]:
-        notes.append(
-            "the pipe could not load: " + ", ".join(f["file"] for f in local_pipe["failed"])
-        )
-    return summary.with_(notes=notes, details={**summary.details, "local_pipe": local_pipe})
-
-
-def run_latest(environment: Environment) -> LoadInfo:
-    """`latest.json` -> `exchange-rates/latest/<publication>.jsonl.gz` (then the pipe)."""
-    load_info = run(environment).load_info
-    assert load_info is not None  # a latest run always loads one package
-    return load_info
-
-
-# ---- backfill ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -317,28 +113,15 @@ class BackfillResult:
             notes=notes,
             details={"backfill": account},
         )
-        return _with_local_pipe(summary, self.local_pipe)
+        return with_local_pipe(summary, self.local_pipe)
 
     def summary(self) -> dict[str, Any]:
         """The JSON account of the run (what a flow returns), built from its LoadInfo."""
         return self.summarize(load_summary(self.load_info, pipeline_name=PIPELINE_NAME)).as_dict()
 
 
-def backfill(
-    environment: Environment,
-    days: DateRange,
-    *,
-    settings: ExchangeRatesSettings | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> BackfillResult:
-    """Historical rates for the days of `days` (inclusive): `run(environment, days=days)`."""
-    result = run(environment, days=days, settings=settings, on_progress=on_progress).details
-    assert isinstance(result, BackfillResult)
-    return result
-
-
-def _backfill(
-    bucket: _Bucket,
+def load_days(
+    bucket: Bucket,
     days: DateRange,
     settings: ExchangeRatesSettings,
     on_progress: Callable[[int, int], None] | None,
@@ -442,7 +225,7 @@ def _backfill(
 class _Chunks:
     """Fetched days buffered and written to the bucket in chunks (one load package each)."""
 
-    runner: _Bucket
+    runner: Bucket
     problems: DayProblems
     total: int
     on_loaded: Callable[[int], None]
@@ -472,7 +255,7 @@ class _Chunks:
 
 
 def _fetch_and_load(
-    runner: _Bucket,
+    runner: Bucket,
     client: Any,
     missing: list[date],
     settings: ExchangeRatesSettings,
@@ -518,35 +301,3 @@ def last_complete_day() -> date:
     it is.
     """
     return utc_today() - timedelta(days=1)
-
-
-SPEC = PipelineSpec(
-    name=PIPELINE_NAME,
-    dataset=STATE_DATASET,
-    extract_load=_extract_load,
-    destination=_destination,
-    # whole files named by their content's day or publication: a second writer rewrites the
-    # same bytes under the same name, and Snowpipe loads a name once
-    in_warehouse=False,
-    prepare=_prepare,
-    summarize=_summarize,
-    audit=persist_audit,
-    check=lambda environment: check_configured_key(),
-    task_timeouts={"load_exchange_rates": 600, "backfill_exchange_rates": 7200},
-    flows=(
-        # latest.json, then yesterday's final rates: one historical day, one request like latest
-        FlowSpec(
-            "exchange-rates-daily",
-            "OXR latest.json, and yesterday's final historical rates when missing, to the "
-            "bucket under exchange-rates/ (Snowpipe auto-ingests)",
-            ("load_exchange_rates", "load_exchange_rates"),
-            command="run",
-        ),
-        FlowSpec(
-            "exchange-rates-backfill",
-            "OXR historical rates for an inclusive date range (quota-checked, resumable)",
-            ("backfill_exchange_rates",),
-            command="backfill",
-        ),
-    ),
-)
