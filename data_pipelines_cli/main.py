@@ -12,12 +12,11 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
 
 from data_pipelines_cli.preflight import preflight
 from environments import load_environment
 from pipelines.environment import quiet_snowflake_logout_notice
-from pipelines.text_table import text_table
+from pipelines.text_table import print_table
 from sources import exchange_rate_dates
 from sources.errors import PermanentSourceError, TransientSourceError
 
@@ -48,10 +47,6 @@ DEBUG_ENV = "DATA_PIPELINES_DEBUG"
 # and --help answer in well under a second without importing them (tests/test_cli_errors.py).
 
 
-def _print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    print("\n".join(text_table(headers, rows)))
-
-
 # ---- stack -------------------------------------------------------------------------------
 
 
@@ -73,7 +68,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from local_stack import stack
 
-    _print_table(["service", "status"], sorted(stack.status().items()))
+    print_table(["service", "status"], sorted(stack.status().items()))
     return 0
 
 
@@ -165,7 +160,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from flows.exchange_rates import exchange_rates_backfill_flow
 
     _console_without_tracebacks(args)
-    result = exchange_rates_backfill_flow(start_date=args.start_date, end_date=args.end_date)
+    days = args.days  # parsed and checked by the preflight, once
+    result = exchange_rates_backfill_flow(start_date=days.start, end_date=days.end)
     print(json.dumps(result, indent=2, default=str))
     return 0
 
@@ -224,7 +220,7 @@ def cmd_query(args: argparse.Namespace) -> int:
             f"{one_line_cause(error)[:300]}. Check its address and credentials in dlt config "
             f"([destination.{kind}.credentials]) and the network, then rerun."
         ) from error
-    _print_table(columns, rows)
+    print_table(columns, rows)
     return 0
 
 

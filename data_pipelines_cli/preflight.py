@@ -134,7 +134,8 @@ def preflight(args: argparse.Namespace) -> None:
     errors".
     """
     if args.command == "backfill":
-        exchange_rate_dates.validate_date_range(args.start_date, args.end_date)
+        # the range the flow runs: parsed here once, refused before anything starts
+        args.days = exchange_rate_dates.DateRange.parse(args.start_date, args.end_date)
     if args.command in _USES_ENVIRONMENT:
         _check_environment_name()
     if args.command in _USES_DATA_FOLDER:

@@ -9,7 +9,7 @@ from infra.prefect_setup import deployments
 from local_stack import stack
 from local_stack.deployment_runs import rows_loaded_per_run, run_deployments
 from local_stack.warehouse import table_counts, warehouse_files
-from pipelines.text_table import text_table
+from pipelines.text_table import print_table
 
 # The demo's backfill covers one week, not up to yesterday.
 DEMO_PARAMETERS: dict[str, dict[str, Any]] = {
@@ -31,10 +31,6 @@ def demo_deployments() -> list[tuple[str, dict[str, Any]]]:
 def verification_deployments() -> list[tuple[str, dict[str, Any]]]:
     """The deployments the demo skips (data-freshness), with their own parameters."""
     return [(s.full_name, s.parameters) for s in deployments() if DEMO_SKIPS_TAG in s.tags]
-
-
-def print_table(headers: Any, rows: Any) -> None:
-    print("\n".join(text_table(headers, rows)))
 
 
 def run(timeout: float) -> int:

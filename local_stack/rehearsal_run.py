@@ -13,8 +13,9 @@ from typing import Any
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from local_stack import rehearsal, rehearsal_scenarios
-from local_stack.demo import demo_deployments, print_table, verification_deployments
+from local_stack.demo import demo_deployments, verification_deployments
 from local_stack.deployment_runs import run_deployments
+from pipelines.text_table import print_table
 
 
 def stop() -> int:

@@ -121,7 +121,7 @@ def dlt_dirs() -> dict[str, str]:
 
 
 def configure_runtime() -> None:
-    """Keep dlt's state inside the project data folder, its telemetry off, SQLAlchemy out.
+    """Keep dlt's state inside the project data folder, its telemetry off, the patches on.
 
     As root dlt would otherwise write to /var/dlt, and telemetry resolves an outside host.
     Values a user already exported win.
@@ -132,7 +132,7 @@ def configure_runtime() -> None:
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     from pipelines import dlt_patches  # here: it imports fsspec, which only dlt's users need
 
-    dlt_patches.dlt_urls_without_sqlalchemy()
+    dlt_patches.switch_on()
     quiet_snowflake_logout_notice()
 
 

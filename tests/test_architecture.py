@@ -30,14 +30,42 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def project_imports(path: Path) -> set[str]:
-    """Every project module `path` imports, at module level or inside a function."""
+def _absolute(path: Path, module: str, node: ast.ImportFrom) -> str:
+    """The module a `from` import names, relative ones (`from . import x`) resolved."""
+    if not node.level:
+        return node.module or ""
+    package = module.split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]  # a module's `.` is its package
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join([*base, node.module] if node.module else base)
+
+
+def _imported_by_name(node: ast.AST) -> str | None:
+    """`importlib.import_module("x.y")` / `import_module(...)` / `__import__(...)` of a literal."""
+    if not isinstance(node, ast.Call) or not node.args:
+        return None
+    function = node.func
+    name = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", "")
+    argument = node.args[0]
+    if name in ("import_module", "__import__") and isinstance(argument, ast.Constant):
+        return str(argument.value)
+    return None
+
+
+def project_imports(path: Path, module: str | None = None) -> set[str]:
+    """Every project module `path` (module `module`) imports, at module level or inside a
+    function, relative imports and `importlib` calls with a literal name included."""
+    module = module or module_name(path)
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = _absolute(path, module, node)
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        elif (by_name := _imported_by_name(node)) is not None:
+            names = [by_name]
         else:
             continue
         found |= {name for name in names if name.split(".")[0] in PACKAGES}
@@ -123,3 +151,17 @@ def test_no_import_circles() -> None:
         if start not in done:
             walk(start, [start], {start}, done)
     assert not circles, "import circles:\n" + "\n".join(" -> ".join(c) for c in circles)
+
+
+def test_the_import_reader_sees_relative_and_importlib_imports(tmp_path: Path) -> None:
+    source = (
+        "from . import names\n"
+        "from .spec import PipelineSpec\n"
+        "import importlib\n"
+        "importlib.import_module('flows.currencies')\n"
+        "__import__('local_stack.demo')\n"
+    )
+    probe = tmp_path / "probe.py"
+    probe.write_text(source)
+    found = project_imports(probe, "pipelines.probe")
+    assert {"pipelines.names", "pipelines.spec", "flows.currencies", "local_stack.demo"} <= found
