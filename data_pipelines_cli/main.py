@@ -160,8 +160,10 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from flows.exchange_rates import exchange_rates_backfill_flow
 
     _console_without_tracebacks(args)
-    days = args.days  # parsed and checked by the preflight, once
-    result = exchange_rates_backfill_flow(start_date=days.start, end_date=days.end)
+    days = args.days  # resolved and checked by the preflight (end_date defaults to yesterday)
+    result = exchange_rates_backfill_flow(
+        start_date=days.start.isoformat(), end_date=days.end.isoformat()
+    )
     print(json.dumps(result, indent=2, default=str))
     return 0
 

@@ -12,7 +12,6 @@ backfill also publishes a progress artifact (days in the bucket / days in the ra
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -110,12 +109,13 @@ def backfill_exchange_rates(environment: Environment, days: DateRange) -> RunSum
     description="OXR historical rates for an inclusive date range (quota-checked, resumable)",
 )
 def exchange_rates_backfill_flow(
-    start_date: date | str = "2026-01-01", end_date: date | str | None = None
+    start_date: str = "2026-01-01", end_date: str | None = None
 ) -> dict[str, Any]:
     """Backfill `start_date..end_date` (YYYY-MM-DD; `end_date` defaults to yesterday, UTC)."""
-    # Checked here at the edge (a deployment's parameters are text; the CLI hands over the dates
-    # its preflight parsed): bad dates fail the flow with a permanent error before any task,
-    # request or retry; the task and the pipeline get the typed range.
+    # Checked here at the edge, as every deployment run's parameters arrive (the CLI hands over
+    # the range its preflight resolved, so both ends are the ones it checked): bad dates fail
+    # the flow with a permanent error before any task, request or retry; the task and the
+    # pipeline get the typed range.
     days = DateRange.parse(start_date, end_date)
     environment = load_environment()
     summary = backfill_exchange_rates(environment, days)

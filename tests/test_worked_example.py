@@ -51,12 +51,17 @@ def test_the_example_is_its_configuration_and_deployments_only() -> None:
 
 @pytest.fixture
 def orders(
+    prefect_server: None,
     products_database: ProductsDatabase,  # noqa: F811
     data_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[tuple[PipelineSpec, ProductsDatabase]]:
     """The guide's spec in the registry, its table seeded by the guide's SQL, in a session
-    zone behind UTC (a zone-less cursor literal would be read in it)."""
+    zone behind UTC (a zone-less cursor literal would be read in it); its run guard on a real
+    Prefect server, its limit created from the registry as `data-pipelines apply prefect` does
+    (without `dlt-pipeline:orders` the guard would refuse every run)."""
+    from infra.prefect_setup import ensure_pipeline_concurrency_limits
+
     blocks = guide_blocks()
     with psycopg.connect(products_database.dsn, autocommit=True) as connection:
         connection.execute(
@@ -67,6 +72,7 @@ def orders(
     exec(compile(blocks["python"], str(GUIDE), "exec"), namespace)
     spec: PipelineSpec = namespace["ORDERS"]
     monkeypatch.setitem(registry.PIPELINES, spec.name, spec)
+    assert "dlt-pipeline:orders" in " ".join(ensure_pipeline_concurrency_limits())
     monkeypatch.setenv("SOURCES__PRODUCTS__CREDENTIALS", products_database.dsn)
     monkeypatch.setenv("SOURCES__ORDERS__LOOKBACK", "0")  # the cursor alone decides what is new
     yield spec, products_database
@@ -142,12 +148,10 @@ def test_a_missing_table_names_the_new_section(
     assert "products" not in str(raised.value).replace("products_test", "")
 
 
-@pytest.mark.usefixtures("prefect_server")
 def test_the_guides_deployments_run_the_generated_flows(
     orders: tuple[PipelineSpec, ProductsDatabase],
 ) -> None:
     from flows.application_tables import table_flows
-    from infra.prefect_setup import ensure_pipeline_concurrency_limits
 
     spec, _ = orders
     generated = table_flows(spec)
@@ -159,9 +163,6 @@ def test_the_guides_deployments_run_the_generated_flows(
     assert all("dlt" in entry["tags"] for entry in entries)  # the alerts select by this tag
     assert {flow.name for flow in generated.values()} == {f.name for f in spec.flows}
 
-    # `apply prefect` derives the limits from the registry: without `dlt-pipeline:orders` the
-    # run guard would refuse the run
-    assert "dlt-pipeline:orders" in " ".join(ensure_pipeline_concurrency_limits())
     daily = generated["orders_daily_flow"]
     assert daily.timeout_seconds == timeouts.flow_timeout("orders-daily")
     assert timeouts.task_timeout("load_orders") == 1800
