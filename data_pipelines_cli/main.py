@@ -51,14 +51,14 @@ DEBUG_ENV = "DATA_PIPELINES_DEBUG"
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from local_stack import stack
+    from dev_stack import stack
 
     print("\n".join(stack.up().summary()))
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from local_stack import stack
+    from dev_stack import stack
 
     stopped = stack.down()
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
@@ -66,7 +66,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from local_stack import stack
+    from dev_stack import stack
 
     print_table(["service", "status"], sorted(stack.status().items()))
     return 0
@@ -74,14 +74,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job: stack up, each deployment once, wait, one summary table."""
-    from local_stack import demo
+    from dev_stack import demo
 
     return demo.run(timeout=args.timeout)
 
 
 def cmd_rehearse(args: argparse.Namespace) -> int:
     """Production, unchanged, on stand-ins: all deployments, data-freshness, one summary."""
-    from local_stack import rehearsal_run
+    from rehearsal import run as rehearsal_run
 
     if args.stop:
         return rehearsal_run.stop()
@@ -169,7 +169,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate_day(args: argparse.Namespace) -> int:
-    from local_stack import postgres, products_data
+    from dev_stack import postgres, products_data
 
     dsn = args.dsn or postgres.ensure_running().dsn
     counts = products_data.simulate_day(dsn)

@@ -24,14 +24,14 @@ from uuid import UUID
 
 import pytest
 
+from dev_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID as SANDBOX_APP_ID
+from dev_stack.oxr_sandbox import OXRSandbox
+from dev_stack.webhook_receiver import WebhookReceiver, is_pagerduty, is_slack
 from flows.currencies import currencies_weekly_flow
 from flows.exchange_rates import exchange_rates_backfill_flow
 from flows.retry_policy import flow_timeout
 from infra import alerting
 from infra.prefect_setup import ensure_work_pools, load_prefect_file
-from local_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID as SANDBOX_APP_ID
-from local_stack.oxr_sandbox import OXRSandbox
-from local_stack.webhook_receiver import WebhookReceiver, is_pagerduty, is_slack
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

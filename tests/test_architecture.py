@@ -15,12 +15,35 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "sources": (),
     "pipelines": ("sources",),
     "infra": ("pipelines", "sources"),
-    "local_stack": ("infra", "pipelines", "sources"),
-    "environments": ("local_stack", "pipelines", "sources"),
+    "local_runtime": ("pipelines", "sources"),
+    "environments": ("local_runtime", "pipelines", "sources"),
     "flows": ("environments", "pipelines", "sources"),
-    "data_pipelines_cli": ("flows", "environments", "local_stack", "infra", "pipelines", "sources"),
-    "benchmarks": ("flows", "environments", "local_stack", "infra", "pipelines", "sources"),
+    "dev_stack": ("environments", "local_runtime", "infra", "pipelines", "sources"),
+    "rehearsal": ("dev_stack", "environments", "local_runtime", "infra", "pipelines", "sources"),
+    "data_pipelines_cli": (
+        "rehearsal",
+        "dev_stack",
+        "flows",
+        "environments",
+        "local_runtime",
+        "infra",
+        "pipelines",
+        "sources",
+    ),
+    "benchmarks": (
+        "rehearsal",
+        "dev_stack",
+        "flows",
+        "environments",
+        "local_runtime",
+        "infra",
+        "pipelines",
+        "sources",
+    ),
 }
+# What runs in production (a worker's flow runs, `apply`); the rest is the developer's stack,
+# the rehearsal's stand-ins and the tools on top.
+PRODUCT = ("sources", "pipelines", "infra", "local_runtime", "environments", "flows")
 PACKAGES = tuple(LAYERS)
 DOC = PROJECT_DIR / "docs" / "architecture.md"
 
@@ -109,13 +132,26 @@ def test_layers_import_downward_only_and_never_the_dev_stack() -> None:
 
 
 def test_the_architecture_doc_shows_the_same_table() -> None:
-    rows = {}
+    """Each package's row: its one job (written), then what it may import (as LAYERS)."""
+    rows, jobs = {}, {}
     for line in DOC.read_text().splitlines():
-        match = re.fullmatch(r"\| `(\w+)/` \| (.*) \|", line.strip())
+        match = re.fullmatch(r"\| `(\w+)/` \| (.*) \| (.*) \|", line.strip())
         if match and match.group(1) in LAYERS:
-            cells = re.findall(r"`(\w+)/`", match.group(2))
-            rows[match.group(1)] = tuple(cells)
+            jobs[match.group(1)] = match.group(2).strip()
+            rows[match.group(1)] = tuple(re.findall(r"`(\w+)/`", match.group(3)))
     assert rows == LAYERS, "docs/architecture.md's layer table differs from LAYERS here"
+    assert all(len(job) > 10 for job in jobs.values()), "a package without its job in the table"
+
+
+def test_product_code_never_imports_the_dev_stack_or_the_rehearsal() -> None:
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in graph().items()
+        if module.split(".")[0] in PRODUCT
+        for target in targets
+        if target.split(".")[0] in ("dev_stack", "rehearsal")
+    ]
+    assert not wrong, "\n".join(sorted(wrong))
 
 
 def test_shared_names_are_defined_once() -> None:
@@ -159,9 +195,9 @@ def test_the_import_reader_sees_relative_and_importlib_imports(tmp_path: Path) -
         "from .spec import PipelineSpec\n"
         "import importlib\n"
         "importlib.import_module('flows.currencies')\n"
-        "__import__('local_stack.demo')\n"
+        "__import__('dev_stack.demo')\n"
     )
     probe = tmp_path / "probe.py"
     probe.write_text(source)
     found = project_imports(probe, "pipelines.probe")
-    assert {"pipelines.names", "pipelines.spec", "flows.currencies", "local_stack.demo"} <= found
+    assert {"pipelines.names", "pipelines.spec", "flows.currencies", "dev_stack.demo"} <= found

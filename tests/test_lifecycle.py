@@ -23,9 +23,9 @@ from typing import Any
 import duckdb
 import pytest
 
+from dev_stack.oxr_sandbox import OXRSandbox
+from dev_stack.products_data import simulate_day
 from environments import load_environment
-from local_stack.oxr_sandbox import OXRSandbox
-from local_stack.products_data import simulate_day
 from pipelines import fencing, products
 from pipelines.environment import Environment
 from pipelines.errors import is_permanent

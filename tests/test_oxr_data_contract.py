@@ -20,9 +20,9 @@ from typing import Any
 import duckdb
 import pytest
 
+from dev_stack.oxr_sandbox import OXRSandbox, rates_for
 from environments import load_environment
-from local_stack.oxr_sandbox import OXRSandbox, rates_for
-from local_stack.snowpipe import LOAD_HISTORY_TABLE, USER_VIEW, ingest
+from local_runtime.snowpipe import LOAD_HISTORY_TABLE, USER_VIEW, ingest
 from pipelines.errors import is_permanent
 from sources.open_exchange_rates import OXRDataError, OXRPermanentError
 from tests.fixtures.moto import S3Bucket, moto_server, s3_bucket  # noqa: F401

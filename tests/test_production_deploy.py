@@ -27,7 +27,15 @@ from infra import prefect_setup
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 # Imported by the local stack only (dependency group `local`); never on a production worker.
-LOCAL_ONLY_MODULES = ("duckdb", "psycopg", "pycountry", "currency_converter", "local_stack")
+LOCAL_ONLY_MODULES = (
+    "duckdb",
+    "psycopg",
+    "pycountry",
+    "currency_converter",
+    "local_runtime",
+    "dev_stack",
+    "rehearsal",
+)
 PRODUCTION_PACKAGES = (
     "sources",
     "pipelines",

@@ -14,8 +14,8 @@ from prefect import Flow
 
 import flows
 from data_pipelines_cli.main import build_parser, run_flow_name
+from dev_stack.stack import SEEDERS, SEEDS_DIR
 from infra.prefect_setup import deployments, load_entrypoint, load_prefect_file
-from local_stack.stack import SEEDERS, SEEDS_DIR
 from pipelines import timeouts, verify
 from pipelines.registry import PIPELINES, all_flows, application_tables
 
@@ -91,5 +91,5 @@ def test_the_local_stack_can_seed_every_application_table() -> None:
     for spec in application_tables():
         assert spec.name in SEEDERS or (SEEDS_DIR / f"{spec.name}.sql").is_file(), (
             f"`data-pipelines up` cannot create {spec.name}'s table: add "
-            f"local_stack/seeds/{spec.name}.sql"
+            f"dev_stack/seeds/{spec.name}.sql"
         )

@@ -21,13 +21,13 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from dev_stack.processes import free_port
 from environments import run_guard
 from environments.run_guard import (
     POLL_SECONDS,
     holder_variable,
     prefect_run_guard,
 )
-from local_stack.processes import free_port
 from pipelines.errors import is_permanent
 from pipelines.locks import LockWaitTimeout
 from pipelines.names import pipeline_concurrency_tag

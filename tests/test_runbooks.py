@@ -741,8 +741,8 @@ def _readme_backfill_ranges() -> list[tuple[Command, dt.date, dt.date]]:
 
 
 def test_readme_backfill_requests_days_the_demo_has_not_loaded() -> None:
-    from local_stack.demo import DEMO_PARAMETERS
-    from local_stack.oxr_sandbox.data import load_series
+    from dev_stack.demo import DEMO_PARAMETERS
+    from dev_stack.oxr_sandbox.data import load_series
 
     examples = _readme_backfill_ranges()
     assert examples, "the README shows no backfill"

@@ -22,9 +22,9 @@ import pytest
 import sqlglot
 
 from data_pipelines_cli.main import main
+from dev_stack.oxr_sandbox import OXRSandbox
+from dev_stack.products_data import seed
 from environments import load_environment
-from local_stack.oxr_sandbox import OXRSandbox
-from local_stack.products_data import seed
 from pipelines import currencies, exchange_rates, products, verify
 from pipelines.registry import application_tables
 from tests.fixtures.postgres import (  # noqa: F401

@@ -178,7 +178,7 @@ def test_the_local_stack_seeds_the_new_table(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from local_stack import stack
+    from dev_stack import stack
 
     _, database = orders
     source(database, "DROP TABLE raw_data.orders")

@@ -49,7 +49,7 @@ PRODUCTS = PostgresTable(
     cursor_column="valid_ts",
     append_only=True,
     described_as="audit log",
-    create_hint="local: python -m local_stack.products_data seed",
+    create_hint="local: python -m dev_stack.products_data seed",
 )
 RESOURCE_NAME = PRODUCTS.name
 CURSOR_COLUMN = PRODUCTS.cursor_column

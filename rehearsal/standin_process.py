@@ -1,7 +1,7 @@
 """Start the rehearsal's Snowflake stand-in in its own environment, and know when it serves.
 
-The stand-in (`local_stack/snowflake_standin.py`, fakesnow's server) runs with the python of
-`.venv-standin`, which scripts/setup.sh installs from `local_stack/snowflake_standin_env/uv.lock`:
+The stand-in (`rehearsal/snowflake_standin.py`, fakesnow's server) runs with the python of
+`.venv-standin`, which scripts/setup.sh installs from `rehearsal/snowflake_standin_env/uv.lock`:
 fakesnow's pins (sqlglot, duckdb, snowflake-connector-python < 5) stay there and never hold
 back the project's own environment. The project's modules come from the checkout (the child's
 working folder), not from an install.
@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parent.parent
-ENV_PROJECT = CHECKOUT / "local_stack" / "snowflake_standin_env"
+ENV_PROJECT = CHECKOUT / "rehearsal" / "snowflake_standin_env"
 VENV = CHECKOUT / ".venv-standin"
 # Another interpreter for the stand-in (e.g. `make upgrade-check`'s scratch copy of the project
 # uses the checkout's `.venv-standin`).
@@ -49,11 +49,11 @@ def python() -> Path:
 
 def argv(port: int, *options: str) -> list[str]:
     """The command line of a stand-in on 127.0.0.1:`port` (`options`: its other flags)."""
-    return [str(python()), "-m", "local_stack.snowflake_standin", "--port", str(port), *options]
+    return [str(python()), "-m", "rehearsal.snowflake_standin", "--port", str(port), *options]
 
 
 def cwd() -> Path:
-    """The stand-in's working folder: the checkout, so `-m local_stack...` finds the code."""
+    """The stand-in's working folder: the checkout, so `-m rehearsal...` finds the code."""
     return CHECKOUT
 
 

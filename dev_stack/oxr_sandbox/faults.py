@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from local_stack.oxr_sandbox.answers import DESCRIPTIONS, Response, error, json_response
+from dev_stack.oxr_sandbox.answers import DESCRIPTIONS, Response, error, json_response
 
 FAULT_KINDS = ("503", "429", "truncated", "error_body", "answer", "patch")
 

@@ -8,7 +8,7 @@ The path tells the channels apart: `/slack/...` and `/pagerduty/v2/enqueue`.
 It answers like the real services so senders behave as in production: Slack's `ok` text, and
 PagerDuty Events v2's `202 {"status": "success", ...}`.
 
-Run it alone: `python -m local_stack.webhook_receiver --port 8766`; read what arrived with
+Run it alone: `python -m dev_stack.webhook_receiver --port 8766`; read what arrived with
 `tail -f .data/alerts/webhooks.jsonl`. Tests use `WebhookReceiver`
 in process (`with WebhookReceiver(port=0) as receiver: ...; receiver.wait_for(...)`).
 """
@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from local_stack.http_service import LoopbackHTTPServer, LoopbackHTTPService
+from dev_stack.http_service import LoopbackHTTPServer, LoopbackHTTPService
 from pipelines.environment import data_dir
 
 SLACK_PATH = "/slack/alerts"
@@ -173,7 +173,7 @@ class WebhookReceiver(LoopbackHTTPService):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m local_stack.webhook_receiver",
+        prog="python -m dev_stack.webhook_receiver",
         description="Record webhook POSTs (Slack, PagerDuty stand-in) to a JSONL file.",
     )
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free)")

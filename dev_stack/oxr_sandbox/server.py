@@ -25,9 +25,9 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from local_stack.http_service import HOST, LoopbackHTTPServer, LoopbackHTTPService
-from local_stack.oxr_sandbox.admin import ADMIN_PREFIX, admin_answer
-from local_stack.oxr_sandbox.answers import (
+from dev_stack.http_service import HOST, LoopbackHTTPServer, LoopbackHTTPService
+from dev_stack.oxr_sandbox.admin import ADMIN_PREFIX, admin_answer
+from dev_stack.oxr_sandbox.answers import (
     DESCRIPTIONS,
     DISCLAIMER,
     LICENSE,
@@ -36,14 +36,14 @@ from local_stack.oxr_sandbox.answers import (
     json_response,
     over_use,
 )
-from local_stack.oxr_sandbox.data import FIRST_HISTORICAL_DATE, currencies, load_series, rates_for
-from local_stack.oxr_sandbox.faults import (
+from dev_stack.oxr_sandbox.data import FIRST_HISTORICAL_DATE, currencies, load_series, rates_for
+from dev_stack.oxr_sandbox.faults import (
     Fault,
     fault_response,
     patched,
     validate_fault,
 )
-from local_stack.oxr_sandbox.plan import SandboxPlan
+from dev_stack.oxr_sandbox.plan import SandboxPlan
 
 DEFAULT_SANDBOX_APP_ID = "sandbox-app-id"
 

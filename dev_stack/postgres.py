@@ -18,8 +18,8 @@ so the DSN we hand out carries a real secret and the code paths that must hide i
 `ensure_running()` is idempotent and safe across processes (a file lock): start twice = one
 cluster, same port. Durability is traded for speed (`fsync=off`): this cluster is disposable.
 
-CLI: `python -m local_stack.postgres start | stop | status | dsn` (seed with
-`python -m local_stack.products_data seed`; `data-pipelines up` does both).
+CLI: `python -m dev_stack.postgres start | stop | status | dsn` (seed with
+`python -m dev_stack.products_data seed`; `data-pipelines up` does both).
 """
 
 from __future__ import annotations
@@ -36,16 +36,21 @@ import subprocess
 import sys
 import time
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
-from local_stack.processes import free_port, port_is_free
+from dev_stack.processes import free_port, port_is_free
+from local_runtime.cluster import (
+    DEFAULT_DATABASE,
+    HOST,
+    RECORD_FILE,
+    LocalPostgres,
+    cluster_from_record,
+    read_record,
+)
+from local_runtime.cluster import recorded as _recorded
 from pipelines.environment import data_dir
 from pipelines.locks import file_lock
 
-HOST = "127.0.0.1"
-DEFAULT_DATABASE = "app"
 SUPERUSER = "postgres"
 SERVER_OS_USER = "postgres"
 PG_BIN_VAR = "DATA_PIPELINES_PG_BIN"
@@ -69,32 +74,6 @@ SERVER_SETTINGS = {
 
 class LocalPostgresError(RuntimeError):
     """The local cluster could not be created, started or stopped; the message says why."""
-
-
-@dataclass(frozen=True)
-class LocalPostgres:
-    """Connection facts of a running local cluster."""
-
-    root: Path
-    host: str
-    port: int
-    user: str
-    password: str = field(repr=False)
-    database: str = DEFAULT_DATABASE
-
-    def dsn_for(self, database: str) -> str:
-        """A DSN for another database on the same cluster (tests use one database each)."""
-        password = quote(self.password, safe="")
-        return f"postgresql://{self.user}:{password}@{self.host}:{self.port}/{database}"
-
-    @property
-    def dsn(self) -> str:
-        """DSN of the application database (contains the password: never log it)."""
-        return self.dsn_for(self.database)
-
-    @property
-    def redacted_dsn(self) -> str:
-        return f"postgresql://{self.user}:***@{self.host}:{self.port}/{self.database}"
 
 
 def default_root() -> Path:
@@ -181,15 +160,8 @@ def _cluster_lock(root: Path) -> AbstractContextManager[None]:
     return file_lock(root / ".lock", what=f"the local PostgreSQL cluster in {root}")
 
 
-def _read_facts(root: Path) -> dict[str, object] | None:
-    path = root / "cluster.json"
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())
-
-
 def _write_facts(root: Path, facts: dict[str, object]) -> None:
-    path = root / "cluster.json"
+    path = root / RECORD_FILE
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -267,17 +239,6 @@ def _ensure_database(facts: LocalPostgres) -> None:
             conn.execute(f'create database "{facts.database}"')
 
 
-def _cluster_from_facts(root: Path, port: int, facts: dict[str, object]) -> LocalPostgres:
-    return LocalPostgres(
-        root=root,
-        host=HOST,
-        port=port,
-        user=str(facts["user"]),
-        password=str(facts["password"]),
-        database=str(facts["database"]),
-    )
-
-
 def ensure_running(root: Path | None = None, database: str = DEFAULT_DATABASE) -> LocalPostgres:
     """Start the local cluster if it is not running (creating it on first use); return its facts.
 
@@ -291,7 +252,7 @@ def ensure_running(root: Path | None = None, database: str = DEFAULT_DATABASE) -
         log_dir.mkdir(exist_ok=True)
         _give_to_server_user(log_dir)
         pgdata = root / "pgdata"
-        facts = _read_facts(root) or {
+        facts = read_record(root) or {
             "user": SUPERUSER,
             "password": secrets.token_urlsafe(18),
             "database": database,
@@ -322,30 +283,26 @@ def ensure_running(root: Path | None = None, database: str = DEFAULT_DATABASE) -
             )
         facts["port"] = port
         _write_facts(root, facts)
-        cluster = _cluster_from_facts(root, port, facts)
+        cluster = cluster_from_record(root, port, facts)
         _ensure_database(cluster)
         return cluster
 
 
 def recorded(root: Path | None = None) -> LocalPostgres | None:
     """The facts recorded by the last start (running or not), else None; starts nothing."""
-    root = (root or default_root()).resolve()
-    facts = _read_facts(root)
-    if facts is None or not facts.get("port"):
-        return None
-    return _cluster_from_facts(root, int(facts["port"]), facts)  # type: ignore[arg-type]
+    return _recorded((root or default_root()).resolve())
 
 
 def running(root: Path | None = None) -> LocalPostgres | None:
     """The local cluster's facts if it is running, else None; never starts anything."""
     root = (root or default_root()).resolve()
-    facts = _read_facts(root)
+    facts = read_record(root)
     if facts is None:
         return None
     port = _running_postmaster_port(root / "pgdata")
     if port is None:
         return None
-    return _cluster_from_facts(root, port, facts)
+    return cluster_from_record(root, port, facts)
 
 
 def stop(root: Path | None = None) -> bool:
@@ -372,7 +329,7 @@ def wait_until_stopped(port: int, timeout: float = 10.0) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m local_stack.postgres",
+        prog="python -m dev_stack.postgres",
         description="The local PostgreSQL cluster holding raw_data.products (data folder).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -397,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"running on {cluster.host}:{cluster.port} ({cluster.redacted_dsn}), {cluster.root}")
         return 0
     if cluster is None:
-        print("not running: python -m local_stack.postgres start", file=sys.stderr)
+        print("not running: python -m dev_stack.postgres start", file=sys.stderr)
         return 1
     print(cluster.dsn)
     return 0

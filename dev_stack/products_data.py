@@ -8,8 +8,8 @@ one in twenty-five, DELETE it. `audit_id` grows with `valid_ts` (commit order); 
 `timestamp` holding UTC wall-clock time, whole seconds, spread over `days` from `start`.
 
 CLI:
-    python -m local_stack.products_data seed [--rows N] [--seed S] [--dsn DSN]
-    python -m local_stack.products_data simulate-day [--changes N] [--dsn DSN]
+    python -m dev_stack.products_data seed [--rows N] [--seed S] [--dsn DSN]
+    python -m dev_stack.products_data simulate-day [--changes N] [--dsn DSN]
 Without `--dsn` it uses `SOURCES__PRODUCTS__CREDENTIALS`, else the running local cluster.
 """
 
@@ -242,20 +242,20 @@ def _default_dsn() -> str:
     configured = os.environ.get("SOURCES__PRODUCTS__CREDENTIALS")
     if configured:
         return configured
-    from local_stack.postgres import running
+    from dev_stack.postgres import running
 
     cluster = running()
     if cluster is None:
         raise SystemExit(
             "No DSN: pass --dsn, set SOURCES__PRODUCTS__CREDENTIALS, or start the local cluster "
-            "with `python -m local_stack.postgres start`."
+            "with `python -m dev_stack.postgres start`."
         )
     return cluster.dsn
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m local_stack.products_data",
+        prog="python -m dev_stack.products_data",
         description="Generate raw_data.products and simulate application activity.",
     )
     parser.add_argument("--dsn", help="PostgreSQL DSN (default: see module help)")

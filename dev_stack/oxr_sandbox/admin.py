@@ -2,7 +2,7 @@
 
 ``GET /__sandbox__/health``, ``GET /__sandbox__/requests`` (the request log, usage and pending
 faults), ``POST /__sandbox__/faults`` (JSON ``{"kind", "count", ...}``, see
-`local_stack.oxr_sandbox.faults`), ``DELETE /__sandbox__/faults``, ``POST /__sandbox__/reset``,
+`dev_stack.oxr_sandbox.faults`), ``DELETE /__sandbox__/faults``, ``POST /__sandbox__/reset``,
 ``POST /__sandbox__/latency`` (JSON ``{"seconds": N}``: the delay per API request from now on; a
 slow OXR for overlap tests). Admin requests are not logged, so polling them does not disturb
 assertions.
@@ -14,8 +14,8 @@ import json
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from local_stack.oxr_sandbox.answers import Response, error, json_response
-from local_stack.oxr_sandbox.data import load_series
+from dev_stack.oxr_sandbox.answers import Response, error, json_response
+from dev_stack.oxr_sandbox.data import load_series
 
 ADMIN_PREFIX = "/__sandbox__/"
 

@@ -7,11 +7,11 @@ separate process polls the bucket (moto) and, when objects appeared, runs the `C
 truth, rendered as `data-pipelines apply snowflake` renders it) against the Snowflake stand-in.
 
 The stand-in reads external stages from a local mirror (fakesnow cannot reach S3 offline, see
-`local_stack/snowflake_standin.py`), so new objects are copied into the mirror first. Files the
+`rehearsal/snowflake_standin.py`), so new objects are copied into the mirror first. Files the
 table already loaded are skipped by the COPY's own load history, as Snowpipe never loads a file
 name twice.
 
-`python -m local_stack.snowpipe_standin --bucket B --mirror DIR [--interval S] [--once]`;
+`python -m rehearsal.snowpipe_standin --bucket B --mirror DIR [--interval S] [--once]`;
 Snowflake credentials come from dlt config (`[destination.snowflake.credentials]`, so from
 Secrets Manager in the rehearsal), S3 from boto's usual settings.
 """
@@ -159,7 +159,7 @@ def run(bucket: str, mirror: Path, interval: float, once: bool) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m local_stack.snowpipe_standin")
+    parser = argparse.ArgumentParser(prog="python -m rehearsal.snowpipe_standin")
     parser.add_argument("--bucket", required=True)
     parser.add_argument("--mirror", type=Path, required=True)
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between polls")

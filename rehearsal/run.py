@@ -1,7 +1,7 @@
 """`data-pipelines rehearse`: production, unchanged, on stand-ins; every deployment, one summary.
 
-Starting and stopping the stand-ins is `local_stack.rehearsal`; the overlap scenarios are
-`local_stack.rehearsal_scenarios`; docs/rehearsal.md says what it proves.
+Starting and stopping the stand-ins is `rehearsal.stand_ins`; the overlap scenarios are
+`rehearsal.scenarios`; docs/rehearsal.md says what it proves.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from typing import Any
 
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from local_stack import rehearsal, rehearsal_scenarios
-from local_stack.demo import demo_deployments, verification_deployments
-from local_stack.deployment_runs import run_deployments
+from dev_stack.demo import demo_deployments, verification_deployments
+from dev_stack.deployment_runs import run_deployments
 from pipelines.text_table import print_table
+from rehearsal import scenarios as rehearsal_scenarios
+from rehearsal import stand_ins as rehearsal
 
 
 def stop() -> int:

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from local_stack.processes import free_port, http_ok, port_is_free, stop_group, wait_until
+from dev_stack.processes import free_port, http_ok, port_is_free, stop_group, wait_until
 
 
 class PrefectServerProcess:

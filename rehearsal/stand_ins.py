@@ -3,10 +3,10 @@
 Production code runs unchanged; only configuration (`rehearsal_config.production_env`, the
 secrets in moto's Secrets Manager) points it at the stand-ins this module starts:
 
-- Snowflake: `local_stack.snowflake_standin` (fakesnow's server; its patched gaps are listed
+- Snowflake: `rehearsal.snowflake_standin` (fakesnow's server; its patched gaps are listed
   there and in docs/rehearsal.md), reached by dlt's `snowflake` destination over the wire;
 - S3 and Secrets Manager: moto's server; every secret is read by dlt's own provider;
-- Snowpipe: `local_stack.snowpipe_standin`, a separate process running the DDL's pipe COPY for
+- Snowpipe: `rehearsal.snowpipe_standin`, a separate process running the DDL's pipe COPY for
   each new object under `exchange-rates/`;
 - Prefect: a fresh server, the `production` pool from `data-pipelines apply prefect`, `prefect
   deploy --all` from prefect.yaml as committed (Prefect variables point at a bare clone of
@@ -29,17 +29,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local_stack import postgres, processes, stack, standin_process
-from local_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID
-from local_stack.rehearsal_config import (
+from dev_stack import postgres, processes, stack
+from dev_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID
+from pipelines.environment import DATA_DIR_VAR, PROJECT_DIR, data_dir
+from rehearsal import standin_process
+from rehearsal.config import (
     StandIns,
     admin_connection,
     aws_client,
     production_env,
     provision_aws,
 )
-from local_stack.rehearsal_scenarios import FILLS_PRODUCTS_STAGING
-from pipelines.environment import DATA_DIR_VAR, PROJECT_DIR, data_dir
+from rehearsal.scenarios import FILLS_PRODUCTS_STAGING
 
 MOTO = "rehearsal-moto"
 SNOWFLAKE = "rehearsal-snowflake"
@@ -209,7 +210,7 @@ def start(progress: Callable[[str], None] = print) -> Rehearsal:
         [
             sys.executable,
             "-m",
-            "local_stack.snowpipe_standin",
+            "rehearsal.snowpipe_standin",
             "--bucket",
             stand_ins.bucket,
             "--mirror",

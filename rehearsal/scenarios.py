@@ -33,13 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local_stack.rehearsal_config import StandIns
 from pipelines.environment import DATA_DIR_VAR, PROJECT_DIR
 from pipelines.names import (
     EXCHANGE_RATES_PIPELINE,
     PRODUCTS_TABLE,
     pipeline_concurrency_tag,
 )
+from rehearsal.config import StandIns
 
 WAIT_LINE = "Waiting for the "
 BACKFILLS = (("2026-02-01", "2026-02-10"), ("2026-02-06", "2026-02-15"))
@@ -170,7 +170,7 @@ def products_overlap(
     started meanwhile."""
     from prefect.client.orchestration import get_client
 
-    from local_stack.products_data import simulate_day
+    from dev_stack.products_data import simulate_day
 
     simulate_day(stand_ins.products_dsn)  # new activity for the daily runs to merge
     held = gate.with_name(gate.name + ".held")

@@ -1,17 +1,17 @@
-"""`python -m local_stack.oxr_sandbox --port 8765 [--quota N] [--latency-ms N] [--app-id X]`."""
+"""`python -m dev_stack.oxr_sandbox --port 8765 [--quota N] [--latency-ms N] [--app-id X]`."""
 
 from __future__ import annotations
 
 import argparse
 
-from local_stack.oxr_sandbox.data import load_series
-from local_stack.oxr_sandbox.server import DEFAULT_SANDBOX_APP_ID, OXRSandbox
+from dev_stack.oxr_sandbox.data import load_series
+from dev_stack.oxr_sandbox.server import DEFAULT_SANDBOX_APP_ID, OXRSandbox
 
 
 def main(argv: list[str] | None = None) -> int:
     """Serve on 127.0.0.1 until SIGTERM/SIGINT: a ready line on stdout, request lines on stderr."""
     parser = argparse.ArgumentParser(
-        prog="python -m local_stack.oxr_sandbox",
+        prog="python -m dev_stack.oxr_sandbox",
         description="Open Exchange Rates compatible sandbox serving ECB reference rates in USD.",
     )
     parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0 = any free)")

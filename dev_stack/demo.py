@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from dev_stack import stack
+from dev_stack.deployment_runs import rows_loaded_per_run, run_deployments
 from infra.prefect_setup import deployments
-from local_stack import stack
-from local_stack.deployment_runs import rows_loaded_per_run, run_deployments
-from local_stack.warehouse import table_counts, warehouse_files
+from local_runtime.warehouse import table_counts, warehouse_files
 from pipelines.text_table import print_table
 
 # The demo's backfill covers one week, not up to yesterday.

@@ -17,17 +17,17 @@ bodies, and serves *real* reference rates: the ECB series bundled inside the ins
   ``request_count``, ``historical_dates_requested``); out of process, the same over the admin
   API under ``/__sandbox__/`` (`admin`).
 - Errors are OXR's own bodies and statuses (`answers`); injected faults for tests (`faults`).
-- CLI: ``python -m local_stack.oxr_sandbox --port 8765 [--quota N] [--latency-ms N]
+- CLI: ``python -m dev_stack.oxr_sandbox --port 8765 [--quota N] [--latency-ms N]
   [--app-id X]`` prints one line with its URL on stdout when ready, logs one line per request
   (never the app id or the Authorization header) on stderr, and serves until SIGTERM/SIGINT.
   Host is always 127.0.0.1.
 """
 
-from local_stack.oxr_sandbox.answers import DISCLAIMER, LICENSE, error_body
-from local_stack.oxr_sandbox.data import FIRST_HISTORICAL_DATE, currencies, load_series, rates_for
-from local_stack.oxr_sandbox.faults import FAULT_KINDS
-from local_stack.oxr_sandbox.plan import SandboxPlan
-from local_stack.oxr_sandbox.server import DEFAULT_SANDBOX_APP_ID, OXRSandbox, peak_rate
+from dev_stack.oxr_sandbox.answers import DISCLAIMER, LICENSE, error_body
+from dev_stack.oxr_sandbox.data import FIRST_HISTORICAL_DATE, currencies, load_series, rates_for
+from dev_stack.oxr_sandbox.faults import FAULT_KINDS
+from dev_stack.oxr_sandbox.plan import SandboxPlan
+from dev_stack.oxr_sandbox.server import DEFAULT_SANDBOX_APP_ID, OXRSandbox, peak_rate
 
 __all__ = [
     "DEFAULT_SANDBOX_APP_ID",

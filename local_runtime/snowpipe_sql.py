@@ -1,8 +1,8 @@
 """The pipe's COPY column mapping, translated from Snowflake SQL to DuckDB SQL (sqlglot only).
 
-Shared by the local pipe (`local_stack.snowpipe`, in the project's environment) and the
-rehearsal's Snowflake stand-in (`local_stack.snowflake_standin`, in its own environment,
-`local_stack/snowflake_standin_env/`): so this module imports nothing but the standard library
+Shared by the local pipe (`local_runtime.snowpipe`, in the project's environment) and the
+rehearsal's Snowflake stand-in (`rehearsal.snowflake_standin`, in its own environment,
+`rehearsal/snowflake_standin_env/`): so this module imports nothing but the standard library
 and sqlglot, which both environments have (each at its own locked version).
 """
 

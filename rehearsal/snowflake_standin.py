@@ -1,6 +1,6 @@
 """The rehearsal's Snowflake: fakesnow's HTTP server, with the few gaps it has patched server side.
 
-`python -m local_stack.snowflake_standin --port P [--db-path DIR] [--mirror DIR]` serves
+`python -m rehearsal.snowflake_standin --port P [--db-path DIR] [--mirror DIR]` serves
 Snowflake's wire protocol on 127.0.0.1 for the real `snowflake.connector` (and so for dlt's
 `snowflake` destination, unchanged). fakesnow 0.11.20 runs most of what production sends; what
 it lacks is bridged HERE, never in product code, each for a reason docs/rehearsal.md lists:
@@ -17,7 +17,7 @@ it lacks is bridged HERE, never in product code, each for a reason docs/rehearsa
 4. Account objects (warehouses, roles, users, grants, storage integrations) are accepted and
    ignored: fakesnow has no access control, so the rehearsal proves no privilege.
 5. `CREATE PIPE ... AS COPY ...` is recorded, not run: the pipe stand-in
-   (`local_stack/snowpipe_standin.py`) plays Snowpipe. `SYSTEM$PIPE_STATUS` answers from that
+   (`rehearsal/snowpipe_standin.py`) plays Snowpipe. `SYSTEM$PIPE_STATUS` answers from that
    record and `INFORMATION_SCHEMA.COPY_HISTORY` from fakesnow's own load history.
 6. External S3 stages: fakesnow reads files through DuckDB, whose `httpfs` extension cannot be
    downloaded offline, so a stage's `s3://bucket/...` URL is served from `--mirror`, a local
@@ -25,7 +25,7 @@ it lacks is bridged HERE, never in product code, each for a reason docs/rehearsa
 7. COPY with a transformation over JSON (the pipe's `SELECT $1:rate_date::DATE, ...,
    METADATA$FILENAME ...`): fakesnow treats `$1:x` as a column and has no `METADATA$`
    columns, so the stand-in runs that COPY itself on fakesnow's DuckDB: the same column mapping
-   translated by `local_stack.snowpipe_sql.copy_select_for_duckdb` (the local pipe's translator),
+   translated by `local_runtime.snowpipe_sql.copy_select_for_duckdb` (the local pipe's translator),
    files skipped when the load history has them, load history written (for COPY_HISTORY).
 8. TRUNCATE inside a transaction: Snowflake counts TRUNCATE as DML, so with autocommit off it
    joins the open transaction (dlt's full refresh: TRUNCATE + INSERT, then COMMIT); fakesnow
@@ -33,9 +33,9 @@ it lacks is bridged HERE, never in product code, each for a reason docs/rehearsa
    TRUNCATE on its own, committed at once: readers saw an empty table. The stand-in opens the
    transaction first (tests/test_rehearsal.py fails without it).
 
-It runs in its own environment (`.venv-standin`, locked in `local_stack/snowflake_standin_env/`,
-started by `local_stack.standin_process`), so it imports only fakesnow's packages, the standard
-library and `local_stack.snowpipe_sql` / `local_stack.standin_process` (both import nothing
+It runs in its own environment (`.venv-standin`, locked in `rehearsal/snowflake_standin_env/`,
+started by `rehearsal.standin_process`), so it imports only fakesnow's packages, the standard
+library and `local_runtime.snowpipe_sql` / `rehearsal.standin_process` (both import nothing
 else). A stand-in that cannot serve never listens: `self_test()` runs every fakesnow piece the
 patches use at start-up and, on failure, prints ONE line (`Snowflake stand-in cannot serve: ...`)
 and exits 3. An unexpected error inside a request answers the client with a SQL error naming it,
@@ -55,7 +55,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from local_stack.standin_process import CANNOT_SERVE
+from rehearsal.standin_process import CANNOT_SERVE
 
 # Account-level objects fakesnow cannot create; accepted as no-ops (see 4. above).
 ACCOUNT_STATEMENTS: tuple[str, ...] = (
@@ -217,7 +217,7 @@ def copy_with_transformation(cursor: Any, statement: str) -> str:
     """
     from fakesnow.transforms import stage
 
-    from local_stack.snowpipe_sql import CopyMapping, copy_select_for_duckdb
+    from local_runtime.snowpipe_sql import CopyMapping, copy_select_for_duckdb
 
     match = _TRANSFORM_COPY.match(statement)
     assert match is not None
@@ -505,7 +505,7 @@ def self_test() -> str | None:
         from fakesnow.instance import FakeSnow
         from fakesnow.transforms import stage
 
-        from local_stack.snowpipe_sql import CopyMapping, copy_select_for_duckdb
+        from local_runtime.snowpipe_sql import CopyMapping, copy_select_for_duckdb
 
         for name in ("parts_from_var", "internal_dir", "file_path", "not_found_error"):
             getattr(stage, name)
@@ -536,7 +536,7 @@ def self_test() -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m local_stack.snowflake_standin")
+    parser = argparse.ArgumentParser(prog="python -m rehearsal.snowflake_standin")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--db-path", type=Path, help="keep databases as DuckDB files here")
     parser.add_argument("--mirror", type=Path, help="local folder serving s3:// stage URLs")
@@ -551,7 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cause := self_test():
         print(
             f"{CANNOT_SERVE}: {cause} [{_versions()}; {sys.executable}]; install its locked "
-            "environment with scripts/setup.sh (local_stack/snowflake_standin_env/uv.lock)",
+            "environment with scripts/setup.sh (rehearsal/snowflake_standin_env/uv.lock)",
             file=sys.stderr,
             flush=True,
         )

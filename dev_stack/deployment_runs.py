@@ -1,6 +1,6 @@
 """Trigger deployments on a Prefect server, poll their runs to a final state, read their reports.
 
-Used by `data-pipelines demo` and `rehearse` (`local_stack.demo`, `local_stack.rehearsal_run`).
+Used by `data-pipelines demo` and `rehearse` (`dev_stack.demo`, `rehearsal.run`).
 """
 
 from __future__ import annotations

@@ -19,10 +19,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dev_stack import postgres, processes, webhook_receiver
+from dev_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID
 from infra import alerting, prefect_setup
 from infra.alerting import AlertingSettings
-from local_stack import postgres, processes, webhook_receiver
-from local_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID
 from pipelines.environment import (
     DATA_DIR_VAR,
     PROJECT_DIR,
@@ -119,7 +119,7 @@ def base_env() -> dict[str, str]:
 def start_sandbox() -> str:
     """The OXR sandbox's base URL (started on 127.0.0.1 if it is not running)."""
     port = _start_python_service(
-        SANDBOX, "local_stack.oxr_sandbox", DEFAULT_SANDBOX_PORT, "/__sandbox__/health"
+        SANDBOX, "dev_stack.oxr_sandbox", DEFAULT_SANDBOX_PORT, "/__sandbox__/health"
     )
     return f"http://127.0.0.1:{port}/api/"
 
@@ -132,12 +132,12 @@ def start_postgres(seed_rows: int = DEMO_PRODUCT_ROWS) -> postgres.LocalPostgres
 
 
 # Application tables whose local data comes from a generator of their own (products: also
-# `simulate-day`); every other registered table from `local_stack/seeds/<name>.sql`.
+# `simulate-day`); every other registered table from `dev_stack/seeds/<name>.sql`.
 SEEDS_DIR = Path(__file__).parent / "seeds"
 
 
 def _seed_products(dsn: str, rows: int) -> None:
-    from local_stack import products_data
+    from dev_stack import products_data
 
     products_data.seed(dsn, rows=rows)
 
@@ -150,7 +150,7 @@ def seed_application_tables(dsn: str, seed_rows: int = DEMO_PRODUCT_ROWS) -> lis
 
     A table is seeded once: a table that exists (with the demo's own activity) is left alone.
     """
-    from local_stack.products_data import table_exists
+    from dev_stack.products_data import table_exists
     from pipelines.registry import application_tables
 
     seeded = []
@@ -257,7 +257,7 @@ def start_webhook_receiver() -> AlertingSettings:
     """The local Slack/PagerDuty stand-in (started if needed) as alerting settings."""
     port = _start_python_service(
         WEBHOOK_RECEIVER,
-        "local_stack.webhook_receiver",
+        "dev_stack.webhook_receiver",
         DEFAULT_RECEIVER_PORT,
         webhook_receiver.HEALTH_PATH,
     )

@@ -24,7 +24,7 @@ DDL in `infra/snowflake/020_snowpipe_exchange_rates.sql`, and the rows are produ
 own COPY column mapping from that file, translated to DuckDB with sqlglot. DDL, files and local
 table cannot drift without this module (and its tests) failing.
 
-Run it alone: `python -m local_stack.snowpipe` (prints what it loaded).
+Run it alone: `python -m local_runtime.snowpipe` (prints what it loaded).
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ import duckdb
 import pyarrow as pa
 import sqlglot
 
-from local_stack.snowpipe_sql import CopyMapping, copy_select_for_duckdb, json_to_duckdb
-from local_stack.warehouse import local_bucket_url, warehouse_lock, warehouse_path
+from local_runtime.snowpipe_sql import CopyMapping, copy_select_for_duckdb, json_to_duckdb
+from local_runtime.warehouse import local_bucket_url, warehouse_lock, warehouse_path
 from pipelines.environment import PROJECT_DIR
 from pipelines.names import (
     EXCHANGE_RATES_LATEST_VIEW,
@@ -372,9 +372,9 @@ def _record_failure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m local_stack.snowpipe [--url URL]`: one pass of the local pipe, as JSON."""
+    """`python -m local_runtime.snowpipe [--url URL]`: one pass of the local pipe, as JSON."""
     parser = argparse.ArgumentParser(
-        prog="python -m local_stack.snowpipe",
+        prog="python -m local_runtime.snowpipe",
         description=(
             "Local Snowpipe: load new exchange-rate files from the bucket's exchange-rates/ "
             f"prefix into {RAW_TABLE} (users read {USER_VIEW})."
