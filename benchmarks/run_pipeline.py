@@ -30,7 +30,7 @@ MODULES = {
         "pipelines.exchange_rates",
         "sources.exchange_rate_dates",
     ),
-    "verify": ("environments", "pipelines.verify"),
+    "verify": ("environments", "verify"),
 }
 
 
@@ -117,6 +117,6 @@ def load_fetched_days(environment: Any, fetched: Iterable[Any]) -> None:
 
 def run_verify(environment: Any) -> Any:
     """The data-freshness checks (their report)."""
-    from pipelines.verify import verify
+    from verify import verify
 
     return verify(environment)

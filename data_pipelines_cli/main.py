@@ -179,7 +179,7 @@ def cmd_simulate_day(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check what users read in the current environment; exit 1 listing what failed."""
-    from pipelines.verify import verify
+    from verify import verify
 
     report = verify(load_environment())
     if args.json:

@@ -6,7 +6,7 @@ so `DLT.OPEN_EXCHANGE_RATES.CURRENCIES` is a valid query here as in Snowflake.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -92,12 +92,10 @@ def query(sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
             con.close()
 
 
-def table_counts(tables: tuple[str, ...] | None = None) -> dict[str, int | str]:
-    """Row count per table (default: every table users read), or why there is none."""
-    from pipelines.verify import user_tables
-
+def table_counts(tables: Sequence[str]) -> dict[str, int | str]:
+    """Row count per table, or why there is none."""
     counts: dict[str, int | str] = {}
-    for table in user_tables() if tables is None else tables:
+    for table in tables:
         try:
             _, rows = query(f"select count(*) from {table}")
             counts[table] = int(rows[0][0])

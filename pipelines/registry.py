@@ -16,7 +16,7 @@ PIPELINES: dict[str, PipelineSpec] = {
     spec.name: spec for spec in (currencies.SPEC, exchange_rates.SPEC, products.SPEC)
 }
 
-# Not a pipeline: the daily check of what users read (pipelines/verify.py), deployed and timed
+# Not a pipeline: the daily check of what users read (verify/), deployed and timed
 # like one.
 VERIFY_FLOW = FlowSpec(
     "data-freshness",

@@ -14,12 +14,21 @@ from pipelines.environment import PROJECT_DIR
 LAYERS: dict[str, tuple[str, ...]] = {
     "sources": (),
     "pipelines": ("sources",),
+    "verify": ("pipelines", "sources"),
     "infra": ("pipelines", "sources"),
     "local_runtime": ("pipelines", "sources"),
     "environments": ("local_runtime", "pipelines", "sources"),
-    "flows": ("environments", "pipelines", "sources"),
-    "dev_stack": ("environments", "local_runtime", "infra", "pipelines", "sources"),
-    "rehearsal": ("dev_stack", "environments", "local_runtime", "infra", "pipelines", "sources"),
+    "flows": ("environments", "verify", "pipelines", "sources"),
+    "dev_stack": ("environments", "local_runtime", "infra", "verify", "pipelines", "sources"),
+    "rehearsal": (
+        "dev_stack",
+        "environments",
+        "local_runtime",
+        "infra",
+        "verify",
+        "pipelines",
+        "sources",
+    ),
     "data_pipelines_cli": (
         "rehearsal",
         "dev_stack",
@@ -27,6 +36,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "environments",
         "local_runtime",
         "infra",
+        "verify",
         "pipelines",
         "sources",
     ),
@@ -37,13 +47,14 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "environments",
         "local_runtime",
         "infra",
+        "verify",
         "pipelines",
         "sources",
     ),
 }
 # What runs in production (a worker's flow runs, `apply`); the rest is the developer's stack,
 # the rehearsal's stand-ins and the tools on top.
-PRODUCT = ("sources", "pipelines", "infra", "local_runtime", "environments", "flows")
+PRODUCT = ("sources", "pipelines", "verify", "infra", "local_runtime", "environments", "flows")
 PACKAGES = tuple(LAYERS)
 DOC = PROJECT_DIR / "docs" / "architecture.md"
 

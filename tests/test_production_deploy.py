@@ -26,19 +26,15 @@ from infra import prefect_setup
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
-# Imported by the local stack only (dependency group `local`); never on a production worker.
-LOCAL_ONLY_MODULES = (
-    "duckdb",
-    "psycopg",
-    "pycountry",
-    "currency_converter",
-    "local_runtime",
-    "dev_stack",
-    "rehearsal",
-)
+# Installed for the local stack only (dependency group `local`); never on a production worker.
+LOCAL_ONLY_LIBRARIES = ("duckdb", "psycopg", "pycountry", "currency_converter")
+# The project's local packages: in the checkout, but no production module imports them.
+LOCAL_PACKAGES = ("local_runtime", "dev_stack", "rehearsal")
+LOCAL_ONLY_MODULES = LOCAL_ONLY_LIBRARIES + LOCAL_PACKAGES
 PRODUCTION_PACKAGES = (
     "sources",
     "pipelines",
+    "verify",
     "flows",
     "infra",
     "environments",
@@ -157,6 +153,6 @@ def test_pull_steps_clone_the_pinned_commit_and_install_without_pip(
         assert module in report["imported"]
     leaked = {m.split(".")[0] for m in report["loaded"]} & set(LOCAL_ONLY_MODULES)
     assert not leaked, f"production modules import local-stack packages: {sorted(leaked)}"
-    for module in LOCAL_ONLY_MODULES[:-1]:
+    for module in LOCAL_ONLY_LIBRARIES:
         check = subprocess.run([python, "-c", f"import {module}"], capture_output=True)
         assert check.returncode != 0, f"{module} is installed on the production worker"

@@ -13,10 +13,11 @@ import pytest
 from prefect import Flow
 
 import flows
+import verify
 from data_pipelines_cli.main import build_parser, run_flow_name
 from dev_stack.stack import SEEDERS, SEEDS_DIR
 from infra.prefect_setup import deployments, load_entrypoint, load_prefect_file
-from pipelines import timeouts, verify
+from pipelines import timeouts
 from pipelines.registry import PIPELINES, all_flows, application_tables
 
 

@@ -21,11 +21,12 @@ import psycopg
 import pytest
 import sqlglot
 
+import verify
 from data_pipelines_cli.main import main
 from dev_stack.oxr_sandbox import OXRSandbox
 from dev_stack.products_data import seed
 from environments import load_environment
-from pipelines import currencies, exchange_rates, products, verify
+from pipelines import currencies, exchange_rates, products
 from pipelines.registry import application_tables
 from tests.fixtures.postgres import (  # noqa: F401
     ProductsDatabase,

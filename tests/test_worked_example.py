@@ -20,8 +20,9 @@ import psycopg
 import pytest
 import yaml
 
+import verify
 from environments import load_environment
-from pipelines import registry, timeouts, verify
+from pipelines import registry, timeouts
 from pipelines.environment import PROJECT_DIR
 from pipelines.runner import execute
 from pipelines.spec import PipelineSpec

@@ -13,8 +13,9 @@ from typing import Any
 
 from pipelines.environment import Query
 from pipelines.spec import PipelineSpec
-from pipelines.verify.report import Check, VerifyReport
-from pipelines.verify.sql import (
+from sources.postgres_table import PostgresTable
+from verify.report import Check, VerifyReport
+from verify.sql import (
     as_utc,
     copy_errors_sql,
     count_between_sql,
@@ -25,7 +26,7 @@ from pipelines.verify.sql import (
     pipe_status_sql,
     warehouse_columns_sql,
 )
-from pipelines.verify.targets import (
+from verify.targets import (
     EXCHANGE_RATES,
     EXCHANGE_RATES_LATEST,
     EXCHANGE_RATES_PIPE,
@@ -34,7 +35,6 @@ from pipelines.verify.targets import (
     target_tables,
     warehouse_table,
 )
-from sources.postgres_table import PostgresTable
 
 
 def _first_line(error: BaseException) -> str:

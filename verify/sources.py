@@ -6,9 +6,9 @@ from datetime import timedelta
 from typing import Any
 
 from pipelines.environment import Environment, Query
-from pipelines.verify.sql import count_between_sql, source_latest_cursor_sql
-from pipelines.verify.targets import TableSourceReader
 from sources.postgres_table import PostgresTable
+from verify.sql import count_between_sql, source_latest_cursor_sql
+from verify.targets import TableSourceReader
 
 
 def source_query(environment: Environment, table: PostgresTable) -> Query:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from pipelines.verify.targets import (
+from verify.targets import (
     DEFAULT_COPY_HISTORY_HOURS,
     EXCHANGE_RATES,
     EXCHANGE_RATES_LATEST,

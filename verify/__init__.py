@@ -34,10 +34,10 @@ exits non-zero listing what failed, and the `data-freshness` flow fails (and so 
 from __future__ import annotations
 
 from pipelines.environment import Environment
-from pipelines.verify.checks import check_warehouse, copy_history_check, pipe_status_check
-from pipelines.verify.report import Check, VerificationFailed, VerifyReport
-from pipelines.verify.sources import source_query, table_source_reader
-from pipelines.verify.sql import (
+from verify.checks import check_warehouse, copy_history_check, pipe_status_check
+from verify.report import Check, VerificationFailed, VerifyReport
+from verify.sources import source_query, table_source_reader
+from verify.sql import (
     copy_errors_sql,
     count_between_sql,
     duplicates_sql,
@@ -46,7 +46,7 @@ from pipelines.verify.sql import (
     pipe_status_sql,
     warehouse_columns_sql,
 )
-from pipelines.verify.targets import (
+from verify.targets import (
     CURRENCIES,
     EXCHANGE_RATES,
     EXCHANGE_RATES_LATEST,
