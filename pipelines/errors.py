@@ -37,7 +37,9 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
 # work, fails and reaches Slack, but is not an outage and never counts toward a page.
 BAD_INPUT_ERRORS: tuple[type[BaseException], ...] = (InvalidDateError,)
 # Whose exception messages are written for operators (no type name needed in front).
-OUR_PACKAGES = frozenset({"sources", "pipelines", "flows", "environments"})
+OUR_PACKAGES = frozenset(
+    {"sources", "pipelines", "verify", "flows", "environments", "local_runtime"}
+)
 # Exit codes of our command-line entry points.
 EXIT_TRANSIENT = 1
 EXIT_PERMANENT = 2
