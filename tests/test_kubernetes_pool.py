@@ -203,16 +203,3 @@ def test_a_pool_no_deployment_runs_in_is_paused_and_says_why() -> None:
         # back to prefect.yaml: paused again
         prefect_setup.ensure_work_pools()
         assert client.read_work_pool("production-k8s").is_paused
-
-
-def test_the_pool_not_ready_alert_watches_every_pool_the_project_defines() -> None:
-    from uuid import uuid4
-
-    from infra import alerting
-
-    blocks = alerting.BlockIds(slack=uuid4(), pagerduty=uuid4(), pagerduty_resolve=uuid4())
-    definitions = {a.name: a for a in alerting.automation_definitions(blocks, flow_timeouts={})}
-    for name in (alerting.WORK_POOL_AUTOMATION, alerting.WORK_POOL_RESOLVE_AUTOMATION):
-        watched = definitions[name].trigger.match.root["prefect.resource.name"]
-        assert sorted(watched) == sorted(p.name for p in prefect_setup.WORK_POOLS)
-    assert {"production", "production-k8s"} <= set(prefect_setup.WORK_POOL_NAMES)
