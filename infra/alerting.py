@@ -94,11 +94,13 @@ them through the same settings.
 Applying
 --------
 `data-pipelines apply alerting` (and `data-pipelines up`, with the local receiver's URLs) saves
-the three blocks (overwrite) and applies each automation of the file by name: update it when one
-exists, create it when none does, delete extra copies, and delete every `data-pipelines: ...`
-automation the file no longer lists (renamed or retired ones), except the silent-flow-runs one,
-which `data-pipelines apply prefect` owns. Applying twice leaves one of each; changing the file
-updates them on the next apply.
+the three blocks (overwrite) and applies each automation of the file by name: create it when
+none exists, update it when it differs from the file, leave it alone when it does not (Prefect
+gives a trigger new ids on every update, which drops its open windows: a failure waiting for
+its resolve, the count toward a page), delete extra copies, and delete every `data-pipelines:
+...` automation the file no longer lists (renamed or retired ones), except the silent-flow-runs
+one, which `data-pipelines apply prefect` owns. Applying twice leaves one of each; changing the
+file updates them on the next apply.
 """
 
 from __future__ import annotations
@@ -457,7 +459,13 @@ def automation_names(path: Path = ALERTS_FILE) -> dict[str, str]:
 
 
 def apply_automations(definitions: list[Any]) -> list[str]:
-    """Create or update each automation by name; extra copies of a name are deleted."""
+    """Create or update each automation by name; extra copies of a name are deleted.
+
+    One that already does what its definition says is left as it is: Prefect gives a trigger
+    new ids on every update, which drops its open windows (a failure waiting for its recovery's
+    resolve, a count toward the page, a Late run's wait), so an apply that changes nothing (a
+    deploy) must not touch them.
+    """
     from prefect.client.orchestration import get_client
     from prefect.events.schemas.automations import AutomationCore
 
@@ -472,14 +480,34 @@ def apply_automations(definitions: list[Any]) -> list[str]:
                 done.append(f"automation {core.name!r} created")
                 continue
             keep, *extra = existing
-            client.update_automation(keep.id, core)
+            same = _what_it_does(keep) == _what_it_does(core)
+            if not same:
+                client.update_automation(keep.id, core)
             for duplicate in extra:
                 client.delete_automation(duplicate.id)
             done.append(
-                f"automation {core.name!r} updated"
+                f"automation {core.name!r} {'unchanged' if same else 'updated'}"
                 + (f" ({len(extra)} duplicate(s) removed)" if extra else "")
             )
     return done
+
+
+def _what_it_does(automation: Any) -> Any:
+    """An automation's definition, without the ids the server assigns, sets in one order."""
+    from prefect.events.schemas.automations import AutomationCore
+
+    core = AutomationCore(**automation.model_dump(exclude={"id", "owner_resource"}))
+
+    def normalized(value: Any, key: str = "") -> Any:
+        if isinstance(value, dict):
+            return {k: normalized(v, k) for k, v in value.items() if k != "id"}
+        if isinstance(value, list):
+            items = [normalized(item) for item in value]
+            # a trigger's `after`, `expect` and `for_each` are sets (JSON lists, any order)
+            return sorted(items) if key in {"after", "expect", "for_each"} else items
+        return value
+
+    return normalized(core.model_dump(mode="json", exclude={"owner_resource"}))
 
 
 def apply(

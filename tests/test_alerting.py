@@ -453,6 +453,13 @@ def test_a_work_pool_without_a_live_worker_alerts_then_resolves(
             client.delete_work_pool(paused)
 
 
+def trigger_id(client: Any, name: str) -> str:
+    """The server's id of the automation's trigger (the client's model does not carry it)."""
+    (automation,) = client.read_automations_by_name(name)
+    answer = client.request("GET", "/automations/{id}", path_params={"id": automation.id})
+    return answer.json()["trigger"]["id"]
+
+
 def test_applying_twice_leaves_one_of_each_and_updates_changes(
     settings: alerting.AlertingSettings, automations: list[str]
 ) -> None:
@@ -468,11 +475,16 @@ def test_applying_twice_leaves_one_of_each_and_updates_changes(
     retired = "data-pipelines: running too long: currencies-weekly"
     definitions[0].model_copy(update={"name": retired}).create()
     alerting.ensure_silent_flow_runs_crash()
+    with get_client(sync_client=True) as client:
+        triggers = {name: trigger_id(client, name) for name in names}
     second = alerting.apply(settings)
+    # nothing changed: left as they are (an update gives triggers new ids, dropping their
+    # open windows: a failure waiting for its resolve, a count toward the page)
     assert [line for line in second if "automation" in line] == [
-        f"automation {name!r} updated" for name in names
+        f"automation {name!r} unchanged" for name in names
     ] + [f"automation {retired!r} deleted (no longer defined)"]
     with get_client(sync_client=True) as client:
+        assert {name: trigger_id(client, name) for name in names} == triggers
         assert not client.read_automations_by_name(retired)
         assert client.read_automations_by_name(alerting.SILENT_FLOW_RUNS_AUTOMATION)
         # a stray copy (e.g. created by hand in the UI) is folded back into one
@@ -493,9 +505,19 @@ def test_applying_twice_leaves_one_of_each_and_updates_changes(
         # a changed definition updates the existing automation in place
         changed = alerting.automation_definitions(alerting.ensure_blocks(settings))
         changed[0].description = "changed"
-        alerting.apply_automations(changed)
+        before = trigger_id(client, by_key["failed"])
+        assert alerting.apply_automations(changed)[0] == f"automation {by_key['failed']!r} updated"
         (updated,) = client.read_automations_by_name(by_key["failed"])
         assert updated.id == warning.id and updated.description == "changed"
+        # what an update costs: Prefect gave the trigger a new id (its open windows are gone)
+        assert trigger_id(client, by_key["failed"]) != before
+        # a changed window is a change too (the windows come from [alerting])
+        late = alerting.automation_definitions(
+            alerting.ensure_blocks(settings), alerting.AlertWindows(late_after_seconds=60)
+        )
+        lines = alerting.apply_automations(late)
+        assert f"automation {by_key['not-started']!r} updated" in lines
+        assert f"automation {by_key['keeps-failing']!r} unchanged" in lines
 
         blocks = client.read_block_documents_by_type("custom-webhook")
         names = sorted(b.name for b in blocks if not b.is_anonymous)
