@@ -8,7 +8,7 @@ the local stack's does (PREFECT_WORKER_QUERY_SECONDS=2, PREFETCH 5), one deploym
 A (holds the slot `--hold` seconds), then run B one second later; B is rejected at Pending and
 set back to Scheduled "AwaitingConcurrencySlot". Printed: B's start minus A's end (the wait
 after the slot was freed), for Prefect's default server settings and for the stack's
-(`local_stack.stack.queue_settings`: the deployment slot wait of 30 s -> 2 s).
+(`dev_stack.stack.queue_settings`: the deployment slot wait of 30 s -> 2 s).
 
 Figures, not a pass/fail test.
 """
@@ -25,9 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-from local_stack.prefect_server import throwaway_prefect_server
-from local_stack.processes import stop_group
-from local_stack.stack import queue_settings
+from dev_stack.prefect_server import throwaway_prefect_server
+from dev_stack.processes import stop_group
+from dev_stack.stack import queue_settings
 from pipelines.environment import PROJECT_DIR
 
 POOL = "bench-enqueue"

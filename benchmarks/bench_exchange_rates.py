@@ -36,7 +36,7 @@ from typing import Any
 
 import requests
 
-from local_stack.oxr_sandbox import peak_rate
+from dev_stack.oxr_sandbox import peak_rate
 
 TARGET_RATIO = 0.15
 TARGET_VS_IDEAL = 1.1  # ours / (days x latency / concurrency)
@@ -44,14 +44,14 @@ FIRST_DAY = date(2025, 1, 1)
 
 
 class _Sandbox:
-    """`python -m local_stack.oxr_sandbox` in a child process, driven over its admin API."""
+    """`python -m dev_stack.oxr_sandbox` in a child process, driven over its admin API."""
 
     def __init__(self, latency_ms: float) -> None:
         self.process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "local_stack.oxr_sandbox",
+                "dev_stack.oxr_sandbox",
                 "--port",
                 "0",
                 "--quota",
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("DATA_PIPELINES_BUCKET_URL", None)
     logging.basicConfig(level=logging.WARNING)
 
-    from local_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID
+    from dev_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID
 
     print(f"load average at start: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     days = [FIRST_DAY + timedelta(days=n) for n in range(args.days)]

@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_latency [--repeats 3] [--deployments NAME ...]
 
-Starts the whole local stack (`local_stack.stack.up()`: OXR sandbox, PostgreSQL with the demo's
+Starts the whole local stack (`dev_stack.stack.up()`: OXR sandbox, PostgreSQL with the demo's
 5,000 product rows, a Prefect server on SQLite, the `production` pool, the deployments from
 prefect.yaml, a process worker) in a throwaway data folder, plus one more deployment on the
 same pool: `bench-trivial`, a flow that returns at once (benchmarks/trivial_flow.py).
@@ -170,7 +170,7 @@ def benchmark(repeats: int, only: list[str] | None = None) -> None:
         os.environ.pop(variable, None)
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from local_stack import stack
+    from dev_stack import stack
 
     print(f"load average at start: {_load_average()} ({os.cpu_count()} cores)", flush=True)
     rows: list[tuple[str, dict[str, float], dict[str, float]]] = []

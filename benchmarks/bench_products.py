@@ -318,7 +318,7 @@ def _size(
     ours_only: bool,
 ) -> dict[_Tree, dict[str, Any]]:
     """Every figure for one table size; returns, per tree, the results the verdicts need."""
-    from local_stack.products_data import seed, simulate_day
+    from dev_stack.products_data import seed, simulate_day
 
     dsn = _create_database(cluster, f"bench_{label}")
     started = time.perf_counter()
@@ -448,7 +448,7 @@ def benchmark(
     ours_only: bool = False,
     base_tree: tuple[str, Path, str] | None = None,
 ) -> None:
-    from local_stack.postgres import ensure_running, stop
+    from dev_stack.postgres import ensure_running, stop
 
     base = Path(tempfile.mkdtemp(prefix="bench-products-"))
     base.chmod(0o755)  # the server user must reach its data folder
@@ -460,7 +460,7 @@ def benchmark(
     try:
         cluster = ensure_running(base / "postgres")
         print(f"cluster: PostgreSQL on {cluster.host}:{cluster.port}, data under {base}")
-        from local_stack.products_data import seed
+        from dev_stack.products_data import seed
 
         warm_dsn = _create_database(cluster, "bench_warmup")
         seed(warm_dsn, 1000)

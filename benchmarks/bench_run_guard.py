@@ -34,8 +34,8 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from local_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID, OXRSandbox
-from local_stack.prefect_server import throwaway_prefect_server
+from dev_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID, OXRSandbox
+from dev_stack.prefect_server import throwaway_prefect_server
 from pipelines.environment import PROJECT_DIR
 
 FIRST_DAY = date(2026, 1, 1)

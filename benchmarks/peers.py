@@ -35,7 +35,7 @@ def sql_table_child(backend: str) -> None:
     import dlt
     from dlt.sources.sql_database import sql_table
 
-    from local_stack.warehouse import warehouse_path
+    from local_runtime.warehouse import warehouse_path
     from pipelines.names import WAREHOUSE_DATABASE
 
     dsn = os.environ["SOURCES__PRODUCTS__CREDENTIALS"]

@@ -30,7 +30,7 @@ MODULES = {
         "pipelines.exchange_rates",
         "sources.exchange_rate_dates",
     ),
-    "verify": ("environments", "pipelines.verify"),
+    "verify": ("environments", "verify"),
 }
 
 
@@ -101,6 +101,7 @@ def load_fetched_days(environment: Any, fetched: Iterable[Any]) -> None:
     import dataclasses
 
     from pipelines import exchange_rates
+    from pipelines.exchange_rates.bucket import Bucket
     from pipelines.runner import execute
     from sources.exchange_rates import historical_resource
 
@@ -109,15 +110,13 @@ def load_fetched_days(environment: Any, fetched: Iterable[Any]) -> None:
         exchange_rates.SPEC,
         prepare=None,
         summarize=None,
-        extract_load=lambda context: exchange_rates._Bucket(context).load(
-            historical_resource(days)
-        ),
+        extract_load=lambda context: Bucket(context).load(historical_resource(days)),
     )
     execute(environment, spec)
 
 
 def run_verify(environment: Any) -> Any:
     """The data-freshness checks (their report)."""
-    from pipelines.verify import verify
+    from verify import verify
 
     return verify(environment)

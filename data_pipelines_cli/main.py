@@ -10,14 +10,13 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
 
 from data_pipelines_cli.preflight import preflight
 from environments import load_environment
 from pipelines.environment import quiet_snowflake_logout_notice
-from pipelines.text_table import text_table
+from pipelines.text_table import print_table
 from sources import exchange_rate_dates
 from sources.errors import PermanentSourceError, TransientSourceError
 
@@ -30,7 +29,7 @@ DATA_PIPELINES_DATA_DIR, default ./.data) or production (Snowflake and S3, crede
 dlt config: .dlt/secrets.toml, environment variables, AWS Secrets Manager).
 
 Typical local session:
-  data-pipelines demo            bring the stack up, run all five deployments once, summarise
+  data-pipelines demo            bring the stack up, run every deployment once, summarise
   source .data/stack.env         then use Prefect's own CLI as usual:
   prefect deployment run exchange-rates-daily/production
   prefect flow-run ls --limit 5
@@ -48,22 +47,18 @@ DEBUG_ENV = "DATA_PIPELINES_DEBUG"
 # and --help answer in well under a second without importing them (tests/test_cli_errors.py).
 
 
-def _print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    print("\n".join(text_table(headers, rows)))
-
-
 # ---- stack -------------------------------------------------------------------------------
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from local_stack import stack
+    from dev_stack import stack
 
     print("\n".join(stack.up().summary()))
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from local_stack import stack
+    from dev_stack import stack
 
     stopped = stack.down()
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
@@ -71,22 +66,22 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from local_stack import stack
+    from dev_stack import stack
 
-    _print_table(["service", "status"], sorted(stack.status().items()))
+    print_table(["service", "status"], sorted(stack.status().items()))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job: stack up, each deployment once, wait, one summary table."""
-    from local_stack import demo
+    from dev_stack import demo
 
     return demo.run(timeout=args.timeout)
 
 
 def cmd_rehearse(args: argparse.Namespace) -> int:
     """Production, unchanged, on stand-ins: all deployments, data-freshness, one summary."""
-    from local_stack import rehearsal_run
+    from rehearsal import run as rehearsal_run
 
     if args.stop:
         return rehearsal_run.stop()
@@ -121,22 +116,40 @@ def _console_without_tracebacks(args: argparse.Namespace) -> None:
             handler.addFilter(_NoTraceback())
 
 
-# `run <pipeline>` -> (flow module, its flow, the full-refresh flow if it has one); imported
-# only when chosen, since a flow module imports Prefect and dlt.
-RUN_FLOWS: dict[str, tuple[str, str, str | None]] = {
-    "currencies": ("flows.currencies", "currencies_weekly_flow", None),
-    "exchange-rates": ("flows.exchange_rates", "exchange_rates_daily_flow", None),
-    "products": ("flows.products", "products_daily_flow", "products_full_refresh_flow"),
-}
+class _PipelineChoices:
+    """`run`'s choices: every pipeline of the registry by its command name, read only when a
+    `run` is parsed or its help printed (the registry imports dlt: ~0.8 s no other command
+    needs)."""
+
+    def _names(self) -> list[str]:
+        from pipelines.registry import PIPELINES
+
+        return [spec.command_name for spec in PIPELINES.values()]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+
+def run_flow_name(pipeline: str, full_refresh: bool) -> str:
+    """The flow `run <pipeline> [--full-refresh]` runs (its `run` flow without a full refresh)."""
+    from pipelines.registry import by_command_name
+
+    spec = by_command_name(pipeline)
+    flow = (spec.flow_for("full-refresh") if full_refresh else None) or spec.flow_for("run")
+    assert flow is not None, f"{spec.name} has no flow for `run`"
+    return flow.name
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import importlib
+    from infra.prefect_setup import deployments, load_entrypoint
 
-    module, flow_name, full_refresh_flow = RUN_FLOWS[args.pipeline]
-    if args.full_refresh and full_refresh_flow:
-        flow_name = full_refresh_flow
-    flow = getattr(importlib.import_module(module), flow_name)
+    flow_name = run_flow_name(args.pipeline, args.full_refresh)
+    # the flow prefect.yaml deploys under that name: the CLI runs what the workers run
+    entrypoint = next(d.entrypoint for d in deployments() if d.flow_name == flow_name)
+    flow = load_entrypoint(entrypoint)
     _console_without_tracebacks(args)
     result = flow()
     print(json.dumps(result, indent=2, default=str))
@@ -147,13 +160,16 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from flows.exchange_rates import exchange_rates_backfill_flow
 
     _console_without_tracebacks(args)
-    result = exchange_rates_backfill_flow(start_date=args.start_date, end_date=args.end_date)
+    days = args.days  # resolved and checked by the preflight (end_date defaults to yesterday)
+    result = exchange_rates_backfill_flow(
+        start_date=days.start.isoformat(), end_date=days.end.isoformat()
+    )
     print(json.dumps(result, indent=2, default=str))
     return 0
 
 
 def cmd_simulate_day(args: argparse.Namespace) -> int:
-    from local_stack import postgres, products_data
+    from dev_stack import postgres, products_data
 
     dsn = args.dsn or postgres.ensure_running().dsn
     counts = products_data.simulate_day(dsn)
@@ -163,7 +179,7 @@ def cmd_simulate_day(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check what users read in the current environment; exit 1 listing what failed."""
-    from pipelines.verify import verify
+    from verify import verify
 
     report = verify(load_environment())
     if args.json:
@@ -206,7 +222,7 @@ def cmd_query(args: argparse.Namespace) -> int:
             f"{one_line_cause(error)[:300]}. Check its address and credentials in dlt config "
             f"([destination.{kind}.credentials]) and the network, then rerun."
         ) from error
-    _print_table(columns, rows)
+    print_table(columns, rows)
     return 0
 
 
@@ -317,9 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="the main job: start the local stack, run all five deployments once, summarise",
+        help="the main job: start the local stack, run every deployment once, summarise",
         description="Start the local stack (OXR sandbox, PostgreSQL, Prefect server, work pool, "
-        "deployments, worker), trigger each of the five deployments once (the backfill over "
+        "deployments, worker), trigger each deployment of prefect.yaml once (the backfill over "
         "2026-01-01..2026-01-07), wait, and print one summary. Idempotent.",
     )
     demo.add_argument("--timeout", type=float, default=600, help="seconds to wait for the runs")
@@ -342,9 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
         "up",
         help="start the local stack and deploy (idempotent)",
         description="Start the local stack: the OXR sandbox, PostgreSQL with seeded "
-        "raw_data.products, a Prefect server, the `production` work pool, the five deployments "
-        "and a worker. Prints the addresses and a file to `source` for Prefect's CLI. Starting "
-        "it again leaves what runs alone.",
+        "application tables (raw_data.products), a Prefect server, the `production` work pool, "
+        "every deployment of prefect.yaml and a worker. Prints the addresses and a file to "
+        "`source` for Prefect's CLI. Starting it again leaves what runs alone.",
     )
     sub.add_parser(
         "down",
@@ -368,12 +384,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "pipeline",
-        choices=list(RUN_FLOWS),
-        help="currencies: OXR currencies.json; exchange-rates: OXR latest.json (the daily "
-        "run); products: the PostgreSQL audit log, incremental",
+        choices=_PipelineChoices(),
+        help="a pipeline of pipelines/registry.py: currencies (OXR currencies.json), "
+        "exchange-rates (OXR latest.json, the daily run), and each application table "
+        "(PostgreSQL, incremental), e.g. products",
     )
     run.add_argument(
-        "--full-refresh", action="store_true", help="products: reload everything, reset cursor"
+        "--full-refresh",
+        action="store_true",
+        help="application tables: reload everything, reset the cursor",
     )
 
     backfill = sub.add_parser(

@@ -19,34 +19,28 @@ from sources.errors import ConfigurationError
 
 def _check_oxr_key() -> None:
     """Set, shaped like an app id, and accepted by OXR: one `usage.json` request, no retries."""
-    from sources.exchange_rates import resolve_settings
-    from sources.open_exchange_rates.client import check_api_key
+    from sources.exchange_rates import check_configured_key
 
-    settings = resolve_settings()
-    check_api_key(settings.api_key, settings.base_url)
+    check_configured_key()
 
 
-def _check_products_source() -> None:
-    """Lookback, DSN, credentials, table and column types, as the run would refuse them."""
-    from pipelines.products import products_dsn
-    from sources.products import (
-        PostgresUnavailableError,
-        check_source,
-        configured_lookback,
-        configured_table,
-        parse_lookback,
-    )
+def _check_pipeline(command_name: str) -> None:
+    """What the pipeline's own up-front check refuses (`PipelineSpec.check`): the OXR key; an
+    application table's lookback, DSN, credentials, table and column types."""
+    from pipelines.registry import by_command_name
+    from sources.postgres_table import PostgresUnavailableError
 
-    lookback = configured_lookback()
-    parse_lookback(lookback)  # no connection needed to refuse a typo
-    schema_name, table_name = configured_table()
+    spec = by_command_name(command_name)
+    if spec.check is None:
+        return
     try:
-        check_source(products_dsn(load_environment()), schema_name, table_name, lookback)
+        spec.check(load_environment())
     except PostgresUnavailableError as error:
         # Nothing has started, so nothing retries it here: say what to check.
+        section = spec.table.credentials_section if spec.table else spec.name
         raise ConfigurationError(
-            f"{error}. Check host and port in [sources.products] credentials "
-            "(SOURCES__PRODUCTS__CREDENTIALS) or start the database, then rerun."
+            f"{error}. Check host and port in [sources.{section}] credentials "
+            f"(SOURCES__{section.upper()}__CREDENTIALS) or start the database, then rerun."
         ) from None
 
 
@@ -140,18 +134,15 @@ def preflight(args: argparse.Namespace) -> None:
     errors".
     """
     if args.command == "backfill":
-        exchange_rate_dates.validate_date_range(args.start_date, args.end_date)
+        # the range the flow runs: parsed here once, refused before anything starts
+        args.days = exchange_rate_dates.DateRange.parse(args.start_date, args.end_date)
     if args.command in _USES_ENVIRONMENT:
         _check_environment_name()
     if args.command in _USES_DATA_FOLDER:
         _check_one_data_folder()
     if args.command in ("run", "backfill"):
         _check_run_guard_api()
-    uses_oxr = args.command == "backfill" or getattr(args, "pipeline", None) in (
-        "currencies",
-        "exchange-rates",
-    )
-    if uses_oxr:
+    if args.command == "backfill":
         _check_oxr_key()
-    if getattr(args, "pipeline", None) == "products":
-        _check_products_source()
+    if args.command == "run":
+        _check_pipeline(args.pipeline)

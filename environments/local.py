@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from environments.run_guard import pipeline_guard
-from local_stack.warehouse import local_bucket_url, warehouse_write_lock
+from local_runtime.warehouse import local_bucket_url, warehouse_write_lock
 from pipelines.environment import Environment, Query, TableQuery
 from pipelines.names import WAREHOUSE_DATABASE
 from pipelines.runner import atomic_swap_options
@@ -33,25 +33,25 @@ def _warehouse(**options: Any) -> Any:
 
 def _after_files_land(exchange_rates_url: str) -> dict[str, Any]:
     """Play Snowpipe: load the new files under the prefix into the local SNOWPIPE database."""
-    from local_stack.snowpipe import ingest
+    from local_runtime.snowpipe import ingest
 
     return ingest(exchange_rates_url).as_dict()
 
 
 def _warehouse_query() -> Query:
-    from local_stack.warehouse import query
+    from local_runtime.warehouse import query
 
     return lambda sql: query(sql)[1]
 
 
 def _warehouse_table_query() -> TableQuery:
-    from local_stack.warehouse import query
+    from local_runtime.warehouse import query
 
     return query
 
 
-def _products_dsn_fallback() -> str | None:
-    from local_stack.postgres import recorded
+def _application_db_dsn_fallback() -> str | None:
+    from local_runtime.cluster import recorded
 
     cluster = recorded()
     return cluster.dsn if cluster is not None else None
@@ -65,7 +65,7 @@ def local_environment() -> Environment:
         after_files_land=_after_files_land,
         warehouse_query=_warehouse_query,
         warehouse_table_query=_warehouse_table_query,
-        products_dsn_fallback=_products_dsn_fallback,
+        application_db_dsn_fallback=_application_db_dsn_fallback,
         warehouse_lock=lambda: warehouse_write_lock(WAREHOUSE_DATABASE),
         serialized_loads=True,
         # the stack's Prefect server when there is one (its runs meet there), else the file lock

@@ -90,7 +90,7 @@ def production_environment() -> Environment:
         warehouse_query=_warehouse_query,
         warehouse_table_query=_warehouse_table_query,
         # production reads the DSN from dlt config only ([sources.products] credentials)
-        products_dsn_fallback=lambda: None,
+        application_db_dsn_fallback=lambda: None,
         # Snowflake takes concurrent loads; each is one transaction
         warehouse_lock=nullcontext,
         serialized_loads=False,

@@ -43,7 +43,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,10 +117,6 @@ def _is_busy(error: BaseException) -> bool:
 
     cause = error.__cause__
     return isinstance(cause, httpx.HTTPStatusError) and cause.response.status_code == 423
-
-
-def _is_missing(error: BaseException) -> bool:
-    return "must be created before acquiring slots" in str(error)
 
 
 class _QuietGuardAcquisitions(logging.Filter):
@@ -291,6 +287,8 @@ def _holder_record(client: Any, pipeline_name: str) -> Iterator[None]:
     published = threading.Event()
 
     def write() -> None:
+        import httpx
+
         first = record["beat"] == 0
         record["beat"] += 1
         record["beat_at"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -310,8 +308,8 @@ def _holder_record(client: Any, pipeline_name: str) -> Iterator[None]:
                         logger.debug("No flow run to mark Crashed: %s", error)
         try:
             client.update_variable(VariableUpdate(name=name, value=value))
-        except Exception as error:  # removed meanwhile (by a holder that was cut off): again
-            if "404" not in str(error):
+        except httpx.HTTPStatusError as error:  # removed meanwhile (a holder cut off): again
+            if error.response.status_code != 404:
                 raise
             client.create_variable(VariableCreate(name=name, value=value))
         published.set()
@@ -475,7 +473,7 @@ def prefect_run_guard(
         return
 
     import httpx
-    from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
+    from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
     from prefect.concurrency.sync import concurrency
     from prefect.exceptions import PrefectHTTPStatusError
 
@@ -517,13 +515,12 @@ def prefect_run_guard(
                     )
                     break
                 except ConcurrencySlotAcquisitionError as error:
-                    if _is_missing(error):  # deleted since we read it
-                        raise ConfigurationError(
-                            f"The Prefect API at {_safe_url(api_url)} has no global concurrency "
-                            f"limit {limit!r}, which keeps {pipeline_name} to one run at a "
-                            f"time: {APPLY_HINT}, then rerun."
-                        ) from None
                     if not _is_busy(error):
+                        # not a taken slot: the limit was deleted or switched off since we
+                        # read it (the public read says so, as a ConfigurationError), or the
+                        # API failed (retried as unavailable)
+                        with suppress(httpx.TransportError, httpx.HTTPStatusError):
+                            _read_state(client, pipeline_name, api_url, with_record=False)
                         raise RunGuardUnavailable(unreachable) from None
                 # taken by another run between our read and our request: wait like any other
                 state = _read_state(client, pipeline_name, api_url, with_record=True)

@@ -1,6 +1,6 @@
 """`data-freshness` (daily 10:00 UTC, after the loads): verify what users read, alert when not.
 
-Runs the same checks as `data-pipelines verify` (`pipelines/verify.py`). A failed check fails
+Runs the same checks as `data-pipelines verify` (`verify/`). A failed check fails
 the flow run with the list of failures as its state message, so the `dlt`-tagged deployment
 alerts exactly as a failed load does (Slack at once, PagerDuty after three in 24 hours). The
 checks' table is published as the run's report artifact, `data-freshness-report`.
@@ -17,7 +17,7 @@ from environments import load_environment
 from flows.pipeline_flow import pipeline_flow
 from flows.retry_policy import pipeline_task
 from pipelines.environment import Environment
-from pipelines.verify import VerificationFailed, VerifyReport, verify
+from verify import VerificationFailed, VerifyReport, verify
 
 
 @pipeline_task("verify-warehouse")

@@ -112,8 +112,10 @@ def exchange_rates_backfill_flow(
     start_date: str = "2026-01-01", end_date: str | None = None
 ) -> dict[str, Any]:
     """Backfill `start_date..end_date` (YYYY-MM-DD; `end_date` defaults to yesterday, UTC)."""
-    # Parsed once, here at the edge: bad dates fail the flow with a permanent error before any
-    # task, request or retry; the task and the pipeline get the typed range.
+    # Checked here at the edge, as every deployment run's parameters arrive (the CLI hands over
+    # the range its preflight resolved, so both ends are the ones it checked): bad dates fail
+    # the flow with a permanent error before any task, request or retry; the task and the
+    # pipeline get the typed range.
     days = DateRange.parse(start_date, end_date)
     environment = load_environment()
     summary = backfill_exchange_rates(environment, days)

@@ -39,7 +39,7 @@ _TRACEBACKS = logging.getLogger("flows.tracebacks")
 _TRACEBACKS.propagate = False
 _TRACEBACKS.addHandler(APILogHandler())
 # Our packages' loggers (module loggers propagate to them); their INFO lines belong in the run.
-FORWARDED_LOGGERS = ("pipelines", "sources", "environments", "local_stack")
+FORWARDED_LOGGERS = ("pipelines", "sources", "environments", "local_runtime")
 DLT_LOGGER = "dlt"
 
 

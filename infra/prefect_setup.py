@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from pipelines.environment import ENV_VAR, PROJECT_DIR
-from pipelines.names import DLT_PIPELINES, pipeline_concurrency_tag
+from pipelines.names import pipeline_concurrency_tag
 
 PREFECT_FILE = PROJECT_DIR / "prefect.yaml"
 GIT_TOKEN_BLOCK = "data-pipelines-git-token"
@@ -168,8 +168,8 @@ def ensure_work_pools(
     return done
 
 
-def ensure_pipeline_concurrency_limits(pipelines: tuple[str, ...] = DLT_PIPELINES) -> list[str]:
-    """One global concurrency limit per dlt pipeline, `dlt-pipeline:<name>`, limit 1.
+def ensure_pipeline_concurrency_limits(pipelines: tuple[str, ...] | None = None) -> list[str]:
+    """One global concurrency limit per dlt pipeline of the registry, `dlt-pipeline:<name>`, 1.
 
     Every run of a pipeline takes its slot, leased, on the Prefect API it talks to
     (environments/run_guard.py): the one place every worker of the pool sees, so two runs of
@@ -180,9 +180,11 @@ def ensure_pipeline_concurrency_limits(pipelines: tuple[str, ...] = DLT_PIPELINE
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
+    from pipelines.registry import PIPELINES
+
     done = []
     with get_client(sync_client=True) as client:
-        for name in pipelines:
+        for name in PIPELINES if pipelines is None else pipelines:
             limit = pipeline_concurrency_tag(name)
             try:
                 existing = client.read_global_concurrency_limit_by_name(limit)
@@ -260,21 +262,51 @@ class DeploymentSpec:
     full_name: str
     tags: tuple[str, ...]
     parameters: dict[str, Any]
+    entrypoint: str = ""
+    schedules: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def flow_name(self) -> str:
+        return self.full_name.split("/", 1)[0]
+
+
+def entrypoint_module(entrypoint: str) -> tuple[str, str]:
+    """`flows/currencies.py:currencies_weekly_flow` -> (`flows.currencies`, the attribute)."""
+    path, attribute = entrypoint.rsplit(":", 1)
+    return path.removesuffix(".py").replace("/", "."), attribute
+
+
+def load_entrypoint(entrypoint: str) -> Any:
+    """The flow an entrypoint names, imported as its module (as Prefect's worker loads it)."""
+    import importlib
+
+    module, attribute = entrypoint_module(entrypoint)
+    return getattr(importlib.import_module(module), attribute)
+
+
+def flow_name_of(entrypoint: str) -> str:
+    """The flow's name, read from its decorator without importing the module when it can be;
+    flows generated from the registry (flows/application_tables.py) are imported."""
+    from prefect.flows import load_flow_arguments_from_entrypoint
+
+    try:
+        return str(load_flow_arguments_from_entrypoint(str(PROJECT_DIR / entrypoint))["name"])
+    except (ValueError, KeyError, AttributeError):
+        return str(load_entrypoint(entrypoint).name)
 
 
 def deployments(path: Path = PREFECT_FILE) -> list[DeploymentSpec]:
-    """The deployments prefect.yaml defines, in file order (flow names read from the source)."""
-    from prefect.flows import load_flow_arguments_from_entrypoint
-
+    """The deployments prefect.yaml defines, in file order."""
     specs = []
     for deployment in load_prefect_file(path)["deployments"]:
         entrypoint = deployment["entrypoint"]
-        flow_name = load_flow_arguments_from_entrypoint(str(PROJECT_DIR / entrypoint))["name"]
         specs.append(
             DeploymentSpec(
-                full_name=f"{flow_name}/{deployment['name']}",
+                full_name=f"{flow_name_of(entrypoint)}/{deployment['name']}",
                 tags=tuple(deployment.get("tags") or ()),
                 parameters=dict(deployment.get("parameters") or {}),
+                entrypoint=entrypoint,
+                schedules=tuple(deployment.get("schedules") or ()),
             )
         )
     return specs

@@ -9,8 +9,9 @@ from pipelines.environment import Environment
 from pipelines.names import CURRENCIES_PIPELINE
 from pipelines.pipeline_run import PipelineRun
 from pipelines.runner import RunContext, execute
-from pipelines.spec import PipelineSpec
+from pipelines.spec import FlowSpec, PipelineSpec
 from sources.currencies import currencies
+from sources.exchange_rates import check_configured_key
 
 PIPELINE_NAME = CURRENCIES_PIPELINE
 DATASET_NAME = "open_exchange_rates"
@@ -38,7 +39,21 @@ def _extract_load(context: RunContext) -> None:
     context.load(currencies(previous_count=previous))
 
 
-SPEC = PipelineSpec(name=PIPELINE_NAME, dataset=DATASET_NAME, extract_load=_extract_load)
+SPEC = PipelineSpec(
+    name=PIPELINE_NAME,
+    dataset=DATASET_NAME,
+    extract_load=_extract_load,
+    check=lambda environment: check_configured_key(),
+    task_timeouts={"load_currencies": 600},
+    flows=(
+        FlowSpec(
+            "currencies-weekly",
+            "Load OXR currencies.json into OPEN_EXCHANGE_RATES.CURRENCIES",
+            ("load_currencies",),
+            command="run",
+        ),
+    ),
+)
 
 
 def run(environment: Environment) -> PipelineRun:

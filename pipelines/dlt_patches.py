@@ -186,6 +186,20 @@ def applies(patch: str) -> bool:
     return _DECIDED[patch]
 
 
+# --- switched on once, for the process ---------------------------------------------------------
+
+
+def switch_on() -> None:
+    """The process-wide patches, each idempotent: `configure_runtime()` calls this once per
+    run, before any pipeline exists. The others are hooks that take their caller's part
+    (`capabilities_resolved_once(destination)` wraps one destination,
+    `sql_jobs_with_preamble(fence)` takes the fence's statements, pipelines/fencing.py;
+    `keep_dlt_format_on_own_handler(handler)` takes Prefect's log handler class, flows/)."""
+    dlt_urls_without_sqlalchemy()
+    parquet_without_dictionaries()
+    use_atomic_local_files()
+
+
 # --- the patches ------------------------------------------------------------------------------
 
 

@@ -73,8 +73,8 @@ class Environment:
     warehouse_query: Callable[[], Query]
     # The same with column names, for `data-pipelines query`.
     warehouse_table_query: Callable[[], TableQuery]
-    # The products PostgreSQL DSN when dlt config has none (the local cluster), else None.
-    products_dsn_fallback: Callable[[], str | None]
+    # The application database's DSN when dlt config has none (the local cluster), else None.
+    application_db_dsn_fallback: Callable[[], str | None]
     # Held while loading into the `DLT` warehouse (DuckDB allows one writing process per file).
     warehouse_lock: Callable[[], AbstractContextManager[Any]]
     # Whether `warehouse_lock` admits one writer at a time for the whole warehouse: then the
@@ -121,7 +121,7 @@ def dlt_dirs() -> dict[str, str]:
 
 
 def configure_runtime() -> None:
-    """Keep dlt's state inside the project data folder, its telemetry off, SQLAlchemy out.
+    """Keep dlt's state inside the project data folder, its telemetry off, the patches on.
 
     As root dlt would otherwise write to /var/dlt, and telemetry resolves an outside host.
     Values a user already exported win.
@@ -132,7 +132,7 @@ def configure_runtime() -> None:
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     from pipelines import dlt_patches  # here: it imports fsspec, which only dlt's users need
 
-    dlt_patches.dlt_urls_without_sqlalchemy()
+    dlt_patches.switch_on()
     quiet_snowflake_logout_notice()
 
 

@@ -15,11 +15,11 @@ SNOWPIPE_DATABASE = "SNOWPIPE"
 # The bucket prefix Snowpipe watches; nothing but data files may live under it.
 EXCHANGE_RATES_PREFIX = "exchange-rates"
 
-# dlt pipeline names (also the folders under the pipelines dir: `dlt pipeline <name> info`)
+# dlt pipeline names of the API pipelines (also the folders under the pipelines dir:
+# `dlt pipeline <name> info`); application tables are named by their configuration, and every
+# pipeline is listed in pipelines/registry.py
 CURRENCIES_PIPELINE = "currencies"
 EXCHANGE_RATES_PIPELINE = "exchange_rates"
-PRODUCTS_PIPELINE = "products"
-DLT_PIPELINES: tuple[str, ...] = (CURRENCIES_PIPELINE, EXCHANGE_RATES_PIPELINE, PRODUCTS_PIPELINE)
 
 # What users read, by the names they use in Snowflake
 CURRENCIES_TABLE = f"{WAREHOUSE_DATABASE}.OPEN_EXCHANGE_RATES.CURRENCIES"
@@ -27,12 +27,6 @@ PRODUCTS_TABLE = f"{WAREHOUSE_DATABASE}.APPLICATION_DATA.PRODUCTS"
 EXCHANGE_RATES_TABLE = f"{SNOWPIPE_DATABASE}.OPEN_EXCHANGE_RATES.EXCHANGE_RATES"
 EXCHANGE_RATES_LATEST_VIEW = f"{SNOWPIPE_DATABASE}.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_LATEST"
 EXCHANGE_RATES_PIPE = f"{SNOWPIPE_DATABASE}.OPEN_EXCHANGE_RATES.EXCHANGE_RATES_PIPE"
-USER_TABLES: tuple[str, ...] = (
-    CURRENCIES_TABLE,
-    PRODUCTS_TABLE,
-    EXCHANGE_RATES_TABLE,
-    EXCHANGE_RATES_LATEST_VIEW,
-)
 
 
 # The Failed-typed state of a run refused for its input (a bad backfill date): it alerts Slack but

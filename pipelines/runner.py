@@ -47,8 +47,7 @@ def make_pipeline(
     pipeline_name: str, destination: Any, dataset_name: str, **kwargs: Any
 ) -> dlt.Pipeline:
     """A dlt pipeline whose working folder and state stay in the project data folder."""
-    configure_runtime()
-    dlt_patches.parquet_without_dictionaries()
+    configure_runtime()  # also switches the process-wide library patches on
     return dlt.pipeline(
         pipeline_name=pipeline_name,
         destination=dlt_patches.capabilities_resolved_once(destination),

@@ -16,3 +16,8 @@ def text_table(headers: Sequence[Any], rows: Sequence[Sequence[Any]]) -> list[st
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return lines
+
+
+def print_table(headers: Sequence[Any], rows: Sequence[Sequence[Any]]) -> None:
+    """`text_table` on standard output."""
+    print("\n".join(text_table(headers, rows)))

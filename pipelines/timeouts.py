@@ -5,7 +5,8 @@ Below the flows because two packages need the same numbers: the flows (Prefect's
 (`infra/alerting.py`). Nothing here imports Prefect.
 
 So that a hang becomes a Failed run that alerts, every task and flow has a timeout. One number
-per pipeline task, in dlt config (`.dlt/config.toml`):
+per pipeline task, its default in the pipeline's spec, overridden in dlt config
+(`.dlt/config.toml`):
 
     [data_pipelines.timeouts]
     load_currencies = 600           # env DATA_PIPELINES__TIMEOUTS__LOAD_CURRENCIES
@@ -43,27 +44,24 @@ def retry_delays() -> list[float]:
 
 CONFIG_SECTION = "data_pipelines.timeouts"
 FLOW_MARGIN_KEY = "flow_margin"
-
-# Defaults in seconds; docs/operations.md gives the measured durations they cover.
-DEFAULT_TASK_TIMEOUTS: dict[str, float] = {
-    "load_currencies": 600,
-    "load_exchange_rates": 600,
-    "backfill_exchange_rates": 7200,
-    "load_products": 3600,
-    "verify_warehouse": 600,
-}
 DEFAULT_FLOW_MARGIN = 600.0
+# The task defaults and the tasks each flow runs are the pipelines' own (PipelineSpec.flows and
+# .task_timeouts, read through pipelines/registry.py); docs/operations.md gives the measured
+# durations they cover.
 
-# The tasks a flow runs one after the other; their timeouts size the flow's.
-FLOW_TASKS: dict[str, tuple[str, ...]] = {
-    "currencies-weekly": ("load_currencies",),
-    # latest.json, then yesterday's final rates: one historical day, one request like latest
-    "exchange-rates-daily": ("load_exchange_rates", "load_exchange_rates"),
-    "exchange-rates-backfill": ("backfill_exchange_rates",),
-    "products-daily": ("load_products",),
-    "products-full-refresh": ("load_products",),
-    "data-freshness": ("verify_warehouse",),
-}
+
+def default_task_timeouts() -> dict[str, float]:
+    """Every task's default seconds per attempt, by timeout key (from the registry)."""
+    from pipelines.registry import task_timeouts
+
+    return task_timeouts()
+
+
+def flow_tasks() -> dict[str, tuple[str, ...]]:
+    """The tasks each flow runs one after the other, by flow name; they size its timeout."""
+    from pipelines.registry import all_flows
+
+    return {name: flow.tasks for name, flow in all_flows().items()}
 
 
 def _configured(key: str, default: float) -> float:
@@ -88,7 +86,7 @@ def _configured(key: str, default: float) -> float:
 
 def task_timeout(task_key: str) -> float:
     """Seconds one attempt of the task may take (`[data_pipelines.timeouts] <task_key>`)."""
-    return _configured(task_key, DEFAULT_TASK_TIMEOUTS[task_key])
+    return _configured(task_key, default_task_timeouts()[task_key])
 
 
 def flow_timeout(flow_name: str) -> float:
@@ -96,11 +94,11 @@ def flow_timeout(flow_name: str) -> float:
     attempts = RETRIES + 1
     worst_delays = sum(retry_delays()) * (1 + RETRY_JITTER_FACTOR)
     margin = _configured(FLOW_MARGIN_KEY, DEFAULT_FLOW_MARGIN)
-    tasks = FLOW_TASKS[flow_name]
+    tasks = flow_tasks()[flow_name]
     work = sum(attempts * task_timeout(task) for task in tasks)
     return round(work + len(tasks) * worst_delays + margin, 3)
 
 
 def flow_timeouts() -> dict[str, float]:
     """Every flow's timeout, by flow name (for the "running too long" alerts)."""
-    return {name: flow_timeout(name) for name in FLOW_TASKS}
+    return {name: flow_timeout(name) for name in flow_tasks()}

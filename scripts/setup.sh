@@ -31,4 +31,4 @@ echo "setup: syncing .venv-standin (the rehearsal's Snowflake stand-in) from its
 # fakesnow and the versions it pins live in their own environment, never in .venv: production's
 # snowflake-connector-python, sqlglot and duckdb follow their own releases (docs/dependencies.md).
 UV_PROJECT_ENVIRONMENT="$PWD/.venv-standin" \
-  uv sync --frozen --quiet --compile-bytecode --project local_stack/snowflake_standin_env
+  uv sync --frozen --quiet --compile-bytecode --project rehearsal/snowflake_standin_env

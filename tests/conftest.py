@@ -20,7 +20,7 @@ os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.3")
-# dlt's own log lines go to the flow run's logs, as on the worker (local_stack/stack.py).
+# dlt's own log lines go to the flow run's logs, as on the worker (dev_stack/stack.py).
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "dlt")
 # ...and outside a flow run (pipelines called directly) they stay local, without a warning.
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
@@ -30,7 +30,7 @@ os.environ.setdefault("PREFECT_UI_URL", "http://127.0.0.1:4200")
 os.environ.setdefault("RUNTIME__REQUEST_BACKOFF_FACTOR", "0.05")
 os.environ.setdefault("RUNTIME__REQUEST_MAX_RETRY_DELAY", "2")
 
-from local_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID, OXRSandbox
+from dev_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID, OXRSandbox
 
 SANDBOX_APP_ID = DEFAULT_SANDBOX_APP_ID
 

@@ -19,7 +19,7 @@ from infra import alert_templates, alerting
 from infra.prefect_setup import WORK_POOL_NAMES, pools_in_service
 from pipelines.environment import ConfigurationError
 from pipelines.names import REFUSED_STATE_NAME, SLACK_SCHEMA_EVENTS, TABLE_RESOURCE_PREFIX
-from pipelines.timeouts import FLOW_TASKS, flow_timeouts
+from pipelines.timeouts import flow_tasks, flow_timeouts
 
 BLOCKS = alerting.BlockIds(slack=uuid4(), pagerduty=uuid4(), pagerduty_resolve=uuid4())
 WINDOWS = alerting.AlertWindows()
@@ -58,7 +58,7 @@ def test_every_automation_says_what_fires_it_and_where_it_goes() -> None:
 
 def test_flow_run_alerts_cover_every_pipeline_through_the_dlt_tag_never_by_flow_name() -> None:
     text = alerting.ALERTS_FILE.read_text()
-    for flow_name in FLOW_TASKS:
+    for flow_name in flow_tasks():
         assert flow_name not in text, flow_name
     for key, automation in by_key().items():
         trigger = automation.trigger

@@ -24,15 +24,15 @@ from uuid import UUID
 
 import pytest
 
+from dev_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID as SANDBOX_APP_ID
+from dev_stack.oxr_sandbox import OXRSandbox
+from dev_stack.webhook_receiver import WebhookReceiver, is_pagerduty, is_slack
 from flows.currencies import currencies_weekly_flow
 from flows.exchange_rates import exchange_rates_backfill_flow
 from flows.retry_policy import flow_timeout, flow_timeouts
 from infra import alerting
 from infra.prefect_setup import ensure_work_pools, load_prefect_file
-from local_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID as SANDBOX_APP_ID
-from local_stack.oxr_sandbox import OXRSandbox
-from local_stack.webhook_receiver import WebhookReceiver, is_pagerduty, is_slack
-from pipelines.timeouts import DEFAULT_TASK_TIMEOUTS
+from pipelines.timeouts import default_task_timeouts
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -358,7 +358,7 @@ def test_a_run_still_running_past_its_timeout_alerts_and_pages(
 ) -> None:
     from prefect.states import Running
 
-    for task in DEFAULT_TASK_TIMEOUTS:  # every task of every pipeline, none named
+    for task in default_task_timeouts():  # every task of every pipeline, none named
         monkeypatch.setenv(f"DATA_PIPELINES__TIMEOUTS__{task.upper()}", "1")
     monkeypatch.setenv("DATA_PIPELINES__TIMEOUTS__FLOW_MARGIN", "1")
     monkeypatch.setenv("ALERTING__RUNNING_GRACE_SECONDS", "1")

@@ -14,13 +14,47 @@ from pipelines.environment import PROJECT_DIR
 LAYERS: dict[str, tuple[str, ...]] = {
     "sources": (),
     "pipelines": ("sources",),
+    "verify": ("pipelines", "sources"),
     "infra": ("pipelines", "sources"),
-    "local_stack": ("infra", "pipelines", "sources"),
-    "environments": ("local_stack", "pipelines", "sources"),
-    "flows": ("environments", "pipelines", "sources"),
-    "data_pipelines_cli": ("flows", "environments", "local_stack", "infra", "pipelines", "sources"),
-    "benchmarks": ("flows", "environments", "local_stack", "infra", "pipelines", "sources"),
+    "local_runtime": ("pipelines", "sources"),
+    "environments": ("local_runtime", "pipelines", "sources"),
+    "flows": ("environments", "verify", "pipelines", "sources"),
+    "dev_stack": ("environments", "local_runtime", "infra", "verify", "pipelines", "sources"),
+    "rehearsal": (
+        "dev_stack",
+        "environments",
+        "local_runtime",
+        "infra",
+        "verify",
+        "pipelines",
+        "sources",
+    ),
+    "data_pipelines_cli": (
+        "rehearsal",
+        "dev_stack",
+        "flows",
+        "environments",
+        "local_runtime",
+        "infra",
+        "verify",
+        "pipelines",
+        "sources",
+    ),
+    "benchmarks": (
+        "rehearsal",
+        "dev_stack",
+        "flows",
+        "environments",
+        "local_runtime",
+        "infra",
+        "verify",
+        "pipelines",
+        "sources",
+    ),
 }
+# What runs in production (a worker's flow runs, `apply`); the rest is the developer's stack,
+# the rehearsal's stand-ins and the tools on top.
+PRODUCT = ("sources", "pipelines", "verify", "infra", "local_runtime", "environments", "flows")
 PACKAGES = tuple(LAYERS)
 DOC = PROJECT_DIR / "docs" / "architecture.md"
 
@@ -30,14 +64,42 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def project_imports(path: Path) -> set[str]:
-    """Every project module `path` imports, at module level or inside a function."""
+def _absolute(path: Path, module: str, node: ast.ImportFrom) -> str:
+    """The module a `from` import names, relative ones (`from . import x`) resolved."""
+    if not node.level:
+        return node.module or ""
+    package = module.split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]  # a module's `.` is its package
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join([*base, node.module] if node.module else base)
+
+
+def _imported_by_name(node: ast.AST) -> str | None:
+    """`importlib.import_module("x.y")` / `import_module(...)` / `__import__(...)` of a literal."""
+    if not isinstance(node, ast.Call) or not node.args:
+        return None
+    function = node.func
+    name = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", "")
+    argument = node.args[0]
+    if name in ("import_module", "__import__") and isinstance(argument, ast.Constant):
+        return str(argument.value)
+    return None
+
+
+def project_imports(path: Path, module: str | None = None) -> set[str]:
+    """Every project module `path` (module `module`) imports, at module level or inside a
+    function, relative imports and `importlib` calls with a literal name included."""
+    module = module or module_name(path)
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = _absolute(path, module, node)
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        elif (by_name := _imported_by_name(node)) is not None:
+            names = [by_name]
         else:
             continue
         found |= {name for name in names if name.split(".")[0] in PACKAGES}
@@ -81,13 +143,26 @@ def test_layers_import_downward_only_and_never_the_dev_stack() -> None:
 
 
 def test_the_architecture_doc_shows_the_same_table() -> None:
-    rows = {}
+    """Each package's row: its one job (written), then what it may import (as LAYERS)."""
+    rows, jobs = {}, {}
     for line in DOC.read_text().splitlines():
-        match = re.fullmatch(r"\| `(\w+)/` \| (.*) \|", line.strip())
+        match = re.fullmatch(r"\| `(\w+)/` \| (.*) \| (.*) \|", line.strip())
         if match and match.group(1) in LAYERS:
-            cells = re.findall(r"`(\w+)/`", match.group(2))
-            rows[match.group(1)] = tuple(cells)
+            jobs[match.group(1)] = match.group(2).strip()
+            rows[match.group(1)] = tuple(re.findall(r"`(\w+)/`", match.group(3)))
     assert rows == LAYERS, "docs/architecture.md's layer table differs from LAYERS here"
+    assert all(len(job) > 10 for job in jobs.values()), "a package without its job in the table"
+
+
+def test_product_code_never_imports_the_dev_stack_or_the_rehearsal() -> None:
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in graph().items()
+        if module.split(".")[0] in PRODUCT
+        for target in targets
+        if target.split(".")[0] in ("dev_stack", "rehearsal")
+    ]
+    assert not wrong, "\n".join(sorted(wrong))
 
 
 def test_shared_names_are_defined_once() -> None:
@@ -123,3 +198,17 @@ def test_no_import_circles() -> None:
         if start not in done:
             walk(start, [start], {start}, done)
     assert not circles, "import circles:\n" + "\n".join(" -> ".join(c) for c in circles)
+
+
+def test_the_import_reader_sees_relative_and_importlib_imports(tmp_path: Path) -> None:
+    source = (
+        "from . import names\n"
+        "from .spec import PipelineSpec\n"
+        "import importlib\n"
+        "importlib.import_module('flows.currencies')\n"
+        "__import__('dev_stack.demo')\n"
+    )
+    probe = tmp_path / "probe.py"
+    probe.write_text(source)
+    found = project_imports(probe, "pipelines.probe")
+    assert {"pipelines.names", "pipelines.spec", "flows.currencies", "dev_stack.demo"} <= found

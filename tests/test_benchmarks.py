@@ -1,7 +1,7 @@
 """Every benchmark still runs: each module at a tiny size, as `make bench` would run it.
 
 Benchmarks print figures and are not tests (docs/benchmarks.md); these only check that each
-one starts its parts (PostgreSQL from local_stack, the OXR sandbox, a Prefect server), runs its
+one starts its parts (PostgreSQL from dev_stack, the OXR sandbox, a Prefect server), runs its
 pipeline calls (through benchmarks/run_pipeline.py) to the end, exits 0 and prints its figures.
 A benchmark nothing runs rots unseen: bench_products failed on every run for a while.
 

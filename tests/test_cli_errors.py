@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from local_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID as SANDBOX_APP_ID
-from local_stack.oxr_sandbox import OXRSandbox
+from dev_stack.oxr_sandbox import DEFAULT_SANDBOX_APP_ID as SANDBOX_APP_ID
+from dev_stack.oxr_sandbox import OXRSandbox
 
 # Runs `main` as the console script does, then says whether Prefect was ever imported.
 _ENTRY = (

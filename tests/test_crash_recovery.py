@@ -26,8 +26,8 @@ from benchmarks.bench_run_guard import (
     kill_mid_backfill,
     run_to_end,
 )
-from local_stack.oxr_sandbox import OXRSandbox
-from local_stack.products_data import seed
+from dev_stack.oxr_sandbox import OXRSandbox
+from dev_stack.products_data import seed
 from tests.fixtures.postgres import (  # noqa: F401
     ProductsDatabase,
     postgres_cluster,

@@ -8,9 +8,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from dev_stack.oxr_sandbox import OXRSandbox
+from dev_stack.oxr_sandbox import currencies as sandbox_currencies
 from flows.currencies import currencies_weekly_flow, load_currencies
-from local_stack.oxr_sandbox import OXRSandbox
-from local_stack.oxr_sandbox import currencies as sandbox_currencies
 from pipelines.errors import is_permanent
 from sources.open_exchange_rates import OXRDataError
 

@@ -2,7 +2,7 @@
 `DATA_PIPELINES_DATA_DIR` moves everything (warehouse, dlt state, bucket), for our commands and
 for dlt's CLI, and the first folder gets nothing.
 
-The stack.env is the one `data-pipelines up` writes (`local_stack.stack._write_shell_env`); the
+The stack.env is the one `data-pipelines up` writes (`dev_stack.stack._write_shell_env`); the
 shell is bash, sourcing it as an operator does.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from local_stack.stack import Stack, _write_shell_env
+from dev_stack.stack import Stack, _write_shell_env
 from pipelines.environment import PROJECT_DIR
 from tests.fixtures.postgres import (  # noqa: F401
     ProductsDatabase,

@@ -1,7 +1,7 @@
 """prefect.yaml on a real Prefect server and worker, driven with the operator's CLI verbatim.
 
 One module-scoped local stack in a temporary data folder, built by the project's own code
-(`local_stack.stack`): the OXR sandbox, PostgreSQL, a Prefect server on SQLite, the
+(`dev_stack.stack`): the OXR sandbox, PostgreSQL, a Prefect server on SQLite, the
 `production` work pool, the deployments and a process worker.
 """
 
@@ -20,8 +20,8 @@ import duckdb
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from dev_stack import postgres, stack
 from infra import prefect_setup
-from local_stack import postgres, stack
 
 FLOW_RUN_ID = re.compile(r"UUID:\s*([0-9a-f-]{36})")
 

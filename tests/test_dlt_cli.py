@@ -17,7 +17,7 @@ import duckdb
 import pytest
 
 from environments import load_environment
-from local_stack.warehouse import warehouse_path
+from local_runtime.warehouse import warehouse_path
 from pipelines import products
 from pipelines.environment import PROJECT_DIR
 from tests.fixtures.postgres import (  # noqa: F401

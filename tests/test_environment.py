@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from environments import load_environment
-from local_stack.warehouse import warehouse_path
+from local_runtime.warehouse import warehouse_path
 from pipelines.currencies import DATASET_NAME, PIPELINE_NAME
 from pipelines.environment import ConfigurationError, pipelines_dir
 from pipelines.runner import make_pipeline

@@ -18,9 +18,9 @@ from typing import Any
 import duckdb
 import pytest
 
+from dev_stack.oxr_sandbox import OXRSandbox, rates_for
 from environments import load_environment
-from local_stack.oxr_sandbox import OXRSandbox, rates_for
-from local_stack.snowpipe import (
+from local_runtime.snowpipe import (
     RAW_TABLE,
     USER_VIEW,
     copy_mapping,

@@ -14,14 +14,14 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.logging.handlers import APILogHandler
 
+from dev_stack.oxr_sandbox import OXRSandbox
 from flows.exchange_rates import (
     backfill_exchange_rates,
     exchange_rates_backfill_flow,
     exchange_rates_daily_flow,
     load_exchange_rates,
 )
-from local_stack.oxr_sandbox import OXRSandbox
-from local_stack.snowpipe import USER_VIEW
+from local_runtime.snowpipe import USER_VIEW
 from sources.exchange_rate_dates import InvalidDateError
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from local_stack import processes
-from local_stack.products_data import simulate_day
-from local_stack.rehearsal_config import StandIns
+from dev_stack import processes
+from dev_stack.products_data import simulate_day
+from rehearsal.config import StandIns
 from tests.fixtures.moto import moto_server  # noqa: F401
 from tests.fixtures.postgres import postgres_cluster  # noqa: F401
 from tests.fixtures.prefect_pool import applied_prefect_server

@@ -12,11 +12,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-import local_stack.oxr_sandbox.server as oxr_sandbox_module
+import dev_stack.oxr_sandbox.server as oxr_sandbox_module
+from dev_stack.oxr_sandbox import OXRSandbox
 from environments import load_environment
 from flows.exchange_rates import exchange_rates_daily_flow
-from local_stack.oxr_sandbox import OXRSandbox
-from local_stack.snowpipe import USER_VIEW
+from local_runtime.snowpipe import USER_VIEW
 from pipelines.exchange_rates import backfill, last_complete_day, run_latest
 from sources.exchange_rates import DateRange, utc_today
 

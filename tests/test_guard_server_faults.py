@@ -22,9 +22,9 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from dev_stack.prefect_server import PrefectServerProcess, restartable_prefect_server
 from environments.run_guard import LEASE_SECONDS, holder_variable
 from infra.prefect_setup import ensure_pipeline_concurrency_limits
-from local_stack.prefect_server import PrefectServerProcess, restartable_prefect_server
 from pipelines.names import pipeline_concurrency_tag
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 
-from local_stack.oxr_sandbox import OXRSandbox
+from dev_stack.oxr_sandbox import OXRSandbox
 from sources.open_exchange_rates import (
     OpenExchangeRatesClient,
     OXRPermanentError,

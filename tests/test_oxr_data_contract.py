@@ -20,9 +20,9 @@ from typing import Any
 import duckdb
 import pytest
 
+from dev_stack.oxr_sandbox import OXRSandbox, rates_for
 from environments import load_environment
-from local_stack.oxr_sandbox import OXRSandbox, rates_for
-from local_stack.snowpipe import LOAD_HISTORY_TABLE, USER_VIEW, ingest
+from local_runtime.snowpipe import LOAD_HISTORY_TABLE, USER_VIEW, ingest
 from pipelines.errors import is_permanent
 from sources.open_exchange_rates import OXRDataError, OXRPermanentError
 from tests.fixtures.moto import S3Bucket, moto_server, s3_bucket  # noqa: F401
@@ -367,9 +367,10 @@ def test_a_rate_that_jumps_is_kept_and_warned_about(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import pipelines.exchange_rates
+    import importlib
 
-    monkeypatch.setattr(pipelines.exchange_rates, "CHUNK_MAX_SECONDS", 60.0)  # one chunk
+    chunking = importlib.import_module("pipelines.exchange_rates.backfill")
+    monkeypatch.setattr(chunking, "CHUNK_MAX_SECONDS", 60.0)  # one chunk
     oxr_sandbox.inject_faults("patch", path=BAD_DAY_PATH, rates={"EUR": 5.0})
     result = backfill(DAYS[0], DAYS[-1])
     assert view_days(data_dir) == DAYS, "a jump is not proof of bad data: the day is kept"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from local_stack.oxr_sandbox import OXRSandbox, SandboxPlan
+from dev_stack.oxr_sandbox import OXRSandbox, SandboxPlan
 from pipelines.errors import is_permanent
 from sources.open_exchange_rates import (
     OpenExchangeRatesClient,

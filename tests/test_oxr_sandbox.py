@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from local_stack.oxr_sandbox import (
+from dev_stack.oxr_sandbox import (
     DEFAULT_SANDBOX_APP_ID,
     DISCLAIMER,
     LICENSE,
@@ -484,7 +484,7 @@ def test_cli_serves_and_never_logs_the_app_id() -> None:
     secret = "cli-secret-app-id"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "local_stack.oxr_sandbox", "--port", str(port), "--app-id", secret],
+        [sys.executable, "-m", "dev_stack.oxr_sandbox", "--port", str(port), "--app-id", secret],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -20,8 +20,8 @@ import dlt
 import duckdb
 import pytest
 
-from local_stack.oxr_sandbox import OXRSandbox
-from local_stack.snowpipe import USER_VIEW
+from dev_stack.oxr_sandbox import OXRSandbox
+from local_runtime.snowpipe import USER_VIEW
 from pipelines.environment import PROJECT_DIR
 from pipelines.exchange_rates import PIPELINE_NAME
 from pipelines.locks import (

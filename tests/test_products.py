@@ -20,10 +20,10 @@ import duckdb
 import psycopg
 import pytest
 
-from local_stack.postgres import LocalPostgres, default_root, ensure_running, recorded
-from local_stack.processes import free_port
-from local_stack.products_data import seed, simulate_day
-from local_stack.warehouse import warehouse_path
+from dev_stack.postgres import LocalPostgres, default_root, ensure_running, recorded
+from dev_stack.processes import free_port
+from dev_stack.products_data import seed, simulate_day
+from local_runtime.warehouse import warehouse_path
 from pipelines.environment import ConfigurationError
 from pipelines.errors import exception_chain, is_permanent, root_cause_message
 from pipelines.products import SchemaContractViolation, cursor_value
@@ -446,7 +446,7 @@ def test_generator_is_deterministic(products_database: ProductsDatabase) -> None
 
 def test_cli_prints_no_password(postgres_cluster: LocalPostgres, capsys: Any) -> None:
     assert shutil.which("runuser")  # the cluster runs as the postgres user
-    from local_stack.postgres import main
+    from dev_stack.postgres import main
 
     assert main(["status"]) in (0, 1)
     assert postgres_cluster.password not in capsys.readouterr().out

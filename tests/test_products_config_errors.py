@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from local_stack.processes import free_port
+from dev_stack.processes import free_port
 from pipelines.errors import exception_chain, is_permanent, root_cause_message
 from sources.errors import PermanentSourceError, TransientSourceError
 from tests.fixtures.postgres import (  # noqa: F401

@@ -12,8 +12,8 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from flows.products import products_daily_flow, products_full_refresh_flow
-from local_stack.products_data import simulate_day
+from dev_stack.products_data import simulate_day
+from flows.application_tables import products_daily_flow, products_full_refresh_flow
 from tests.fixtures.postgres import (  # noqa: F401
     ProductsDatabase,
     postgres_cluster,

@@ -23,7 +23,7 @@ import duckdb
 import psycopg
 import pytest
 
-from local_stack.warehouse import warehouse_path
+from local_runtime.warehouse import warehouse_path
 from pipelines.errors import exception_chain, is_permanent, root_cause_message
 from pipelines.products import cursor_value
 from sources.products import ColumnValueError, UnsupportedColumnTypeError

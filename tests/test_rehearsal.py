@@ -5,7 +5,7 @@ non-secret settings only) and a working folder of its own (a pool of fresh machi
 shared on disk), taking its pipeline's run guard on the session's Prefect server, so dlt's AWS
 Secrets Manager provider is switched on at start-up as on a worker and every secret comes from
 moto. Snowflake is the fakesnow stand-in over the wire
-(`local_stack/snowflake_standin.py`), reached by dlt's `snowflake` destination; the pipe is the
+(`rehearsal/snowflake_standin.py`), reached by dlt's `snowflake` destination; the pipe is the
 pipe stand-in running the DDL's own COPY.
 """
 
@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from local_stack import processes, standin_process
-from local_stack.products_data import seed, simulate_day
-from local_stack.rehearsal_config import (
+from dev_stack import processes
+from dev_stack.products_data import seed, simulate_day
+from rehearsal import standin_process
+from rehearsal.config import (
     StandIns,
     admin_connection,
     aws_client,
@@ -31,7 +32,7 @@ from local_stack.rehearsal_config import (
     provision_aws,
     secret_documents,
 )
-from local_stack.rehearsal_scenarios import FILLS_PRODUCTS_STAGING
+from rehearsal.scenarios import FILLS_PRODUCTS_STAGING
 from tests.conftest import SANDBOX_APP_ID
 from tests.fixtures.moto import MotoServer, moto_server  # noqa: F401
 from tests.fixtures.postgres import postgres_cluster  # noqa: F401
@@ -267,7 +268,7 @@ def test_exchange_rates_bucket_pipe_table_and_one_row_per_day_view(stand_ins: St
     assert len([k for k in keys if k.startswith("exchange-rates/historical/")]) == 3
     assert len([k for k in keys if k.startswith("exchange-rates/latest/")]) == 1
 
-    pipe = [sys.executable, "-m", "local_stack.snowpipe_standin", "--once"]
+    pipe = [sys.executable, "-m", "rehearsal.snowpipe_standin", "--once"]
     pipe += ["--bucket", stand_ins.bucket, "--mirror", str(stand_ins.data_dir.parent / "mirror")]
     for _ in range(2):  # the second poll finds nothing new: no row is loaded twice
         result = subprocess.run(

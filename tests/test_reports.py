@@ -18,13 +18,13 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
+from dev_stack.oxr_sandbox import OXRSandbox
+from dev_stack.oxr_sandbox import currencies as sandbox_currencies
+from dev_stack.products_data import seed, simulate_day
+from flows.application_tables import products_daily_flow
 from flows.currencies import currencies_weekly_flow
 from flows.exchange_rates import exchange_rates_backfill_flow
-from flows.products import products_daily_flow
 from flows.reporting import report_key, report_rows
-from local_stack.oxr_sandbox import OXRSandbox
-from local_stack.oxr_sandbox import currencies as sandbox_currencies
-from local_stack.products_data import seed, simulate_day
 from pipelines.pipeline_run import RunSummary
 from tests.conftest import SANDBOX_APP_ID
 from tests.fixtures.postgres import (  # noqa: F401

@@ -21,16 +21,17 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from dev_stack.processes import free_port
 from environments import run_guard
 from environments.run_guard import (
     POLL_SECONDS,
     holder_variable,
     prefect_run_guard,
 )
-from local_stack.processes import free_port
 from pipelines.errors import is_permanent
 from pipelines.locks import LockWaitTimeout
-from pipelines.names import DLT_PIPELINES, pipeline_concurrency_tag
+from pipelines.names import pipeline_concurrency_tag
+from pipelines.registry import PIPELINES
 from sources.errors import ConfigurationError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -49,7 +50,7 @@ def active_slots(pipeline: str) -> int:
 
 def test_every_pipeline_has_a_strict_limit_of_one() -> None:
     with get_client(sync_client=True) as client:
-        for name in DLT_PIPELINES:
+        for name in PIPELINES:
             limit = client.read_global_concurrency_limit_by_name(f"dlt-pipeline:{name}")
             assert (limit.limit, limit.active) == (1, True)
 

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from environments import load_environment
-from local_stack.warehouse import warehouse_path
+from local_runtime.warehouse import warehouse_path
 from pipelines.runner import RunContext, make_pipeline
 from pipelines.spec import PipelineSpec
 

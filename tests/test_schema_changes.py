@@ -21,12 +21,12 @@ import pytest
 from dlt.common.schema.exceptions import DataValidationError
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from flows.products import products_daily_flow
+from dev_stack.products_data import seed, simulate_day
+from dev_stack.webhook_receiver import WebhookReceiver
+from flows.application_tables import products_daily_flow
 from flows.schema_events import COLUMNS_ADDED, changes_in
 from infra import alerting
 from infra.prefect_setup import ensure_work_pools
-from local_stack.products_data import seed, simulate_day
-from local_stack.webhook_receiver import WebhookReceiver
 from pipelines.errors import exception_chain, is_permanent
 from pipelines.pipeline_run import RunSummary
 from sources.exchange_rates import FetchedDay, historical_resource

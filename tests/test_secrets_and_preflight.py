@@ -24,7 +24,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from local_stack.oxr_sandbox import OXRSandbox
+from dev_stack.oxr_sandbox import OXRSandbox
 from tests.fixtures.postgres import (  # noqa: F401
     ProductsDatabase,
     postgres_cluster,

@@ -64,7 +64,8 @@ def _lookup(tree: dict[str, Any], dotted: str) -> Any:
 
 
 def _source_secrets() -> set[str]:
-    """`sources.<section>.<arg>` for every dlt source argument defaulting to dlt.secrets.value."""
+    """`sources.<section>.<arg>` for every dlt source argument defaulting to dlt.secrets.value,
+    and the DSN of every application table of the registry."""
     found = set()
     for info in pkgutil.walk_packages([str(PROJECT_DIR / "sources")], "sources."):
         module = importlib.import_module(info.name)
@@ -74,6 +75,12 @@ def _source_secrets() -> set[str]:
             for name, parameter in inspect.signature(value).parameters.items():
                 if parameter.default is dlt.secrets.value:
                     found.add(f"sources.{value.section}.{name}")
+    # every application table reads its database's DSN (pipelines.application_table)
+    from pipelines.registry import application_tables
+
+    for spec in application_tables():
+        assert spec.table is not None
+        found.add(f"sources.{spec.table.credentials_section}.credentials")
     return found
 
 

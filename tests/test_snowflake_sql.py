@@ -170,7 +170,7 @@ def test_each_part_sets_its_role_first(sql_file: Path) -> None:
 
 
 def test_the_loader_role_can_monitor_the_pipe() -> None:
-    from pipelines.verify import EXCHANGE_RATES_PIPE
+    from verify import EXCHANGE_RATES_PIPE
 
     statements = [s for f in snowflake_ddl.sql_files() for s in _active_roles(f)]
     pipe_owner = next(r for r, s in statements if s.startswith("CREATE PIPE IF NOT EXISTS "))

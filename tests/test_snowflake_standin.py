@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from local_stack import processes, standin_process
+from dev_stack import processes
+from rehearsal import standin_process
 from tests.fixtures.snowflake_standin import SnowflakeStandIn, snowflake_standin  # noqa: F401
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent

@@ -21,11 +21,13 @@ import psycopg
 import pytest
 import sqlglot
 
+import verify
 from data_pipelines_cli.main import main
+from dev_stack.oxr_sandbox import OXRSandbox
+from dev_stack.products_data import seed
 from environments import load_environment
-from local_stack.oxr_sandbox import OXRSandbox
-from local_stack.products_data import seed
-from pipelines import currencies, exchange_rates, products, verify
+from pipelines import currencies, exchange_rates, products
+from pipelines.registry import application_tables
 from tests.fixtures.postgres import (  # noqa: F401
     ProductsDatabase,
     postgres_cluster,
@@ -144,7 +146,8 @@ def test_a_missing_table_fails_and_skips_its_other_checks(
         LOCAL().warehouse_query(),
         environment="local",
         monitors_snowpipe=False,
-        source_latest_valid_ts=lambda: None,
+        tables=application_tables(),
+        sources={"products": verify.TableSourceReader(latest=lambda: None)},
     )
     assert failed(report) == {
         ("rows", "DLT.APPLICATION_DATA.PRODUCTS"),
@@ -190,9 +193,12 @@ def test_production_sql_is_valid_snowflake() -> None:
         verify.latest_rate_date_sql(),
         verify.warehouse_columns_sql(verify.PRODUCTS),
         verify.count_between_sql(
-            verify.PRODUCTS, datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)
+            verify.PRODUCTS,
+            "valid_ts",
+            datetime(2026, 11, 1, tzinfo=UTC),
+            datetime(2026, 11, 2, tzinfo=UTC),
         ),
-        verify.latest_valid_ts_sql(),
+        verify.latest_cursor_sql(verify.PRODUCTS, "valid_ts"),
     ):
         sqlglot.parse_one(sql, read="snowflake")  # raises on a syntax error
 
@@ -239,7 +245,8 @@ def test_production_report_includes_pipe_and_copy_history() -> None:
         snowflake,
         environment="production",
         monitors_snowpipe=True,
-        source_latest_valid_ts=lambda: today,
+        tables=application_tables(),
+        sources={"products": verify.TableSourceReader(latest=lambda: today)},
     )
     assert failed(report) == {("copy errors", "SNOWPIPE.OPEN_EXCHANGE_RATES.EXCHANGE_RATES")}
     assert "historical/2026-11-20.jsonl.gz Load failed: Error parsing JSON" in (

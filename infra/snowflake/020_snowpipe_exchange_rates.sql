@@ -14,7 +14,7 @@
 -- it loaded; only the stateless view is replaced. Changing the pipe's COPY needs the pause /
 -- recreate procedure in docs/exchange_rates.md.
 --
--- One source of truth for the shape: the local stack (local_stack/snowpipe.py) executes this
+-- One source of truth for the shape: the local stack (local_runtime/snowpipe.py) executes this
 -- file's CREATE SCHEMA, CREATE TABLE, CREATE VIEW and the pipe's COPY column mapping against
 -- DuckDB, and the tests run that mapping over the files the pipeline really writes.
 -- Keep statements separated by a semicolon at the end of a line, and no semicolons in comments.

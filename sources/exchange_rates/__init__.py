@@ -120,6 +120,15 @@ def resolve_settings() -> ExchangeRatesSettings:
     )
 
 
+def check_configured_key() -> None:
+    """The configured OXR key: set, shaped like an app id, and accepted by OXR (one
+    `usage.json` request, no retries); the CLI's up-front check of every OXR pipeline."""
+    from sources.open_exchange_rates.client import check_api_key
+
+    settings = resolve_settings()
+    check_api_key(settings.api_key, settings.base_url)
+
+
 def make_client(settings: ExchangeRatesSettings) -> OpenExchangeRatesClient:
     """The shared OXR client for these settings (a missing key fails here, permanently)."""
     return OpenExchangeRatesClient(resolve_api_key(settings.api_key), settings.base_url)
