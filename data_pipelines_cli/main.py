@@ -443,16 +443,17 @@ def build_parser() -> argparse.ArgumentParser:
     apply = sub.add_parser(
         "apply",
         help="apply platform as code: Prefect, alerting or Snowflake",
-        description="prefect: work pools, one global concurrency limit per dlt pipeline "
-        "(dlt-pipeline:<name>, limit 1) and git settings. alerting: the Slack and PagerDuty "
-        "webhook blocks (from [alerting] slack_webhook_url, pagerduty_integration_key in dlt "
-        "config) and the failure automations; idempotent. snowflake: the versioned DDL.",
+        description="prefect: work pools (one no deployment in prefect.yaml runs in is "
+        "paused), one global concurrency limit per dlt pipeline (dlt-pipeline:<name>, limit 1) "
+        "and git settings. alerting: the Slack and PagerDuty webhook blocks (from [alerting] "
+        "slack_webhook_url, pagerduty_integration_key in dlt config) and the automations of "
+        "infra/alerts.yaml; idempotent. snowflake: the versioned DDL.",
     )
     apply.add_argument(
         "target",
         choices=["prefect", "alerting", "snowflake"],
-        help="what to apply: prefect (pools, limits, git settings), alerting (blocks, "
-        "automations) or snowflake (the DDL in infra/snowflake/)",
+        help="what to apply: prefect (pools, limits, git settings), alerting (blocks, the "
+        "automations of infra/alerts.yaml) or snowflake (the DDL in infra/snowflake/)",
     )
     apply.add_argument("--dry-run", action="store_true", help="snowflake: print the SQL only")
     apply.add_argument("--git-repository", help="prefect: repository the workers clone")

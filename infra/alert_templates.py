@@ -40,8 +40,8 @@ _PARTS = {
     "slack_body": SLACK_BODY,
 }
 
-# The messages, by automation. Slack: subject and body; PagerDuty: the dedup key (one incident
-# per deployment or pool) and the summary.
+# The messages, by automation (infra/alerts.yaml names them). Slack: subject and body;
+# PagerDuty: the dedup key (one incident per deployment or pool) and the summary.
 _TEMPLATES = {
     # a run failed (warning)
     "subject": "[data-pipelines] {{ flow_run.state.name }}: ${deployment}",
@@ -69,7 +69,15 @@ _TEMPLATES = {
     "pool_body": "Work pool ${pool} has had no live worker for ${minutes} min: no scheduled run "
     "can start. Start a worker: `prefect worker start --pool ${pool}` (docs/operations.md, "
     "'Worker down')",
+    # PagerDuty resolve: the subject is the incident's key; the resolve event carries no text
+    "resolved": "resolved",
+    # a schema change: the event carries the rendered message (flows/schema_events.py)
+    "schema_subject": "{{ event.payload.subject }}",
+    "schema_body": "{{ event.payload.body }}",
 }
+
+
+MESSAGE_NAMES: frozenset[str] = frozenset(_TEMPLATES)
 
 
 def render(name: str, minutes: str | None = None) -> str:

@@ -1,30 +1,54 @@
-"""Alerting as code: two notification blocks and two automations, applied idempotently.
+"""Alerting as code: three notification blocks, and the automations of infra/alerts.yaml.
 
-Every alert says what failed and fits the failure (docs/operations.md says what each means):
+The automations are data: infra/alerts.yaml lists each one (name, description, Prefect trigger,
+actions) and is reviewed like configuration; this module only loads it, fills in the values
+that have an owner elsewhere, and applies it. docs/operations.md says what each alert means.
+In short, for flow runs of deployments tagged `dlt` (a new pipeline deployed with the tag is
+covered with no change):
 
-- warning: any flow run of a deployment tagged `dlt` that ends Failed, Crashed, TimedOut or
-  Refused sends one Slack message (flow, deployment, run id, state message, link to the run);
-- critical: three Failed/Crashed/TimedOut runs of one deployment within 24 hours: Slack and a
-  PagerDuty page. A run *Refused* for its input (an operator's typo, see
+- failed (Slack): a run ends Failed, Crashed, TimedOut or Refused;
+- keeps failing (Slack + PagerDuty page): 3 Failed/Crashed/TimedOut runs of one deployment
+  within 24 hours. A run *Refused* for its input (an operator's typo, see
   `flows/pipeline_flow.py`) is not an outage and never counts toward the page;
-- proactive (alerts on something that did NOT happen; Slack and PagerDuty): a scheduled run of a
-  `dlt` deployment still not started `late_after_seconds` after it turned Late (worker down);
-  a run still Running `running_grace_seconds` after its flow's timeout (hung or lost process;
-  one automation per flow, sized from `pipelines.timeouts.flow_timeout`); any work pool the
-  project defines (`infra.prefect_setup.WORK_POOLS`) Not Ready (no live worker) for
-  `work_pool_not_ready_seconds`;
-- schema change (Slack only, never a page): a run of a `dlt`-tagged deployment added columns
-  to a table or lost some in its source (`flows/schema_events.py` emits one Prefect event per
-  changed table); one Slack message naming the table, the columns and the fix. A retyped
-  column fails its run (the contracts freeze data types), so the warning above carries it;
-- resolve: PagerDuty incidents are keyed per deployment (`data-pipelines/<flow>/<deployment>`)
-  or per pool, not per message text; a Completed run of the deployment (or the pool turning
-  Ready) sends `event_action: resolve` with that key, so the incident closes when it recovers.
-  PagerDuty ignores a resolve for a key with no open incident, so sending one per Completed run
-  is harmless.
+- not started (Slack + page): a scheduled run still not started `late_after_seconds` after it
+  turned Late (worker down);
+- running too long (Slack + page): a run still Running the longest flow timeout plus
+  `running_grace_seconds` after it started (below);
+- schema changed (Slack only): a run added columns to a table or its source lost some
+  (`flows/schema_events.py` emits one Prefect event per changed table);
+- work pool not ready (Slack + page): a pool the deployments run in has had no live worker for
+  `work_pool_not_ready_seconds`; pools no deployment runs in are paused
+  (`infra.prefect_setup.ensure_work_pools`) and not watched;
+- resolves (PagerDuty only): see below.
 
-The windows live in dlt config `[alerting]` (.dlt/config.toml, env `ALERTING__...`), beside the
-secrets; the tests shrink them through the same settings.
+What a resolve answers
+----------------------
+PagerDuty incidents are keyed per deployment (`data-pipelines/<flow>/<deployment>`) or per pool
+(`data-pipelines/work-pool/<pool>`), not per message. A resolve is sent only after trouble: the
+first Completed run of a deployment after one of its runs ended Failed, Crashed or TimedOut or
+went Late (the only roads to a page), and a pool turning Ready after it was Not Ready. A
+successful run after successful runs sends nothing. This is one plain Prefect EventTrigger
+(Reactive, `after` the trouble, `expect` Completed, `for_each` the deployment), not a
+Sequence/CompoundTrigger: in Prefect 3.9.1 a composite trigger keeps its child firings per
+automation, not per `for_each` value (`prefect/server/events/models/
+composite_trigger_child_firing.py`), so deployment A failing and deployment B completing would
+fire it with B's key. An EventTrigger with `after` keeps one bucket per deployment, opened by
+the first trouble event, fired and removed by the next Completed, kept for `within` (30 days).
+Prefect's `actions_on_resolve` is never called by the open-source server (only Cloud sets
+`TriggerState.Resolved`), so it cannot carry the resolve either. PagerDuty ignores a resolve for
+a key with no open incident (after a single failure that only reached Slack).
+
+Running too long: one automation, not one per flow
+--------------------------------------------------
+A trigger has one window (`within`); there is no per-run deadline event to key on. So one
+automation watches every `dlt` run with the longest flow timeout (`pipelines.timeouts`, read
+at apply time) plus the grace: 8.8 h with the defaults, where the per-flow ones fired from 1.5 h
+(currencies) to 8.8 h (backfill). What it gives up is covered elsewhere: each flow's own timeout
+(`timeout_seconds`, the same numbers) ends a run that outlives it as TimedOut, which alerts at
+once; a run whose process died stops heartbeating and is marked Crashed by the silent-flow-runs
+automation below, which alerts too. What is left for this one is a process stuck where neither
+reaches (inside a C call, still heartbeating); hours, not minutes, for that rare case, before
+the next day's run.
 
 The blocks
 ----------
@@ -43,7 +67,7 @@ receiver on 127.0.0.1:
   notification and looks the block class up by slug in its own process, where only Prefect's
   classes (and installed collections) are registered.
 
-So both are Prefect's `CustomWebhookNotificationBlock` (slug `custom-webhook`, shipped with
+So all three are Prefect's `CustomWebhookNotificationBlock` (slug `custom-webhook`, shipped with
 Prefect, so any server can run it), named after those two blocks:
 
 - `custom-webhook/slack-alerts` posts Slack's incoming-webhook body, `{"text", "blocks"}`
@@ -55,66 +79,49 @@ Prefect, so any server can run it), named after those two blocks:
 - `custom-webhook/pagerduty-data-pipelines-resolve` posts the matching `resolve` event.
 
 A custom-webhook block fills only `{{subject}}`, `{{body}}` and `{{name}}`, so for PagerDuty the
-automation's subject is the dedup key and its body the one-line summary.
+automation's subject is the dedup key and its body the one-line summary. The messages are
+templates in infra/alert_templates.py, named by the YAML.
 
 Secrets (the Slack webhook URL, the PagerDuty routing key) live in the blocks' `secrets` field
 (stored encrypted, shown obfuscated) and reach the request only through `{{placeholders}}`; they
 come from dlt configuration, never from git: `[alerting] slack_webhook_url`,
 `pagerduty_integration_key`, optional `pagerduty_events_url` (environment
 `ALERTING__SLACK_WEBHOOK_URL`, ..., `.dlt/secrets.toml`, or the `[alerting]` table of the AWS
-Secrets Manager secret `dlt/dlt_secrets_toml` read by dlt's provider; see README).
+Secrets Manager secret `dlt/dlt_secrets_toml` read by dlt's provider; see README). The windows
+live in dlt config `[alerting]` too (.dlt/config.toml, env `ALERTING__...`); the tests shrink
+them through the same settings.
 
 Applying
 --------
 `data-pipelines apply alerting` (and `data-pipelines up`, with the local receiver's URLs) saves
-both blocks (overwrite) and applies each automation by name: update it when one exists, create it
-when none does, delete extra copies. Applying twice leaves one of each; changing a definition here
-updates it on the next apply.
+the three blocks (overwrite) and applies each automation of the file by name: create it when
+none exists, update it when it differs from the file, leave it alone when it does not (Prefect
+gives a trigger new ids on every update, which drops its open windows: a failure waiting for
+its resolve, the count toward a page), delete extra copies, and delete every `data-pipelines:
+...` automation the file no longer lists (renamed or retired ones), except the silent-flow-runs
+one, which `data-pipelines apply prefect` owns. Applying twice leaves one of each; changing the
+file updates them on the next apply.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import timedelta
+from pathlib import Path
+from string import Template
 from typing import Any
 from uuid import UUID
 
-from infra.alert_templates import render
-from infra.prefect_setup import WORK_POOL_NAMES
+import yaml
+
+from infra.alert_templates import MESSAGE_NAMES, render
 from pipelines.environment import ConfigurationError, configure_runtime
-from pipelines.names import REFUSED_STATE_NAME
 
 SLACK_BLOCK_NAME = "slack-alerts"  # stands for slack-webhook/alerts
 PAGERDUTY_BLOCK_NAME = "pagerduty-data-pipelines"  # stands for pager-duty-webhook/data-pipelines
 PAGERDUTY_RESOLVE_BLOCK_NAME = "pagerduty-data-pipelines-resolve"
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
-WARNING_AUTOMATION = "data-pipelines: dlt run failed (warning)"
-CRITICAL_AUTOMATION = "data-pipelines: dlt runs keep failing (critical)"
-RESOLVE_AUTOMATION = "data-pipelines: dlt run completed (resolve page)"
-LATE_AUTOMATION = "data-pipelines: dlt run not started (late)"
-RUNNING_AUTOMATION_PREFIX = "data-pipelines: running too long: "
-WORK_POOL_AUTOMATION = "data-pipelines: work pool not ready"
-WORK_POOL_RESOLVE_AUTOMATION = "data-pipelines: work pool ready (resolve page)"
-SCHEMA_AUTOMATION = "data-pipelines: schema changed (Slack)"
-# Outages: these count toward the page. A Refused run is Failed-typed but only warns.
-FAILED_EVENTS = frozenset(
-    {"prefect.flow-run.Failed", "prefect.flow-run.Crashed", "prefect.flow-run.TimedOut"}
-)
-WARNING_EVENTS = FAILED_EVENTS | {f"prefect.flow-run.{REFUSED_STATE_NAME}"}
-# What ends a Late run's wait (it started, or someone dealt with it) ...
-STARTED_EVENTS = frozenset(
-    f"prefect.flow-run.{state}"
-    for state in ("Pending", "Running", "Cancelling", "Cancelled", "Completed", "Failed", "Crashed")
-)
-# ... and a Running run's (any final or paused state; a retried flow would go Running again).
-FINISHED_EVENTS = WARNING_EVENTS | frozenset(
-    f"prefect.flow-run.{state}"
-    for state in ("Completed", "Cancelling", "Cancelled", "Paused", "Suspended", "AwaitingRetry")
-)
-DLT_TAG = {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.dlt"}
-CRITICAL_THRESHOLD = 3
 PROACTIVE_MINIMUM_SECONDS = 10  # Prefect refuses a shorter `within` for proactive triggers
-CRITICAL_WITHIN = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -273,242 +280,192 @@ def ensure_blocks(settings: AlertingSettings) -> BlockIds:
     )
 
 
-# ---- automations ----------------------------------------------------------------------------
+# ---- automations: infra/alerts.yaml ------------------------------------------------------------
 
-# The messages are whole templates in infra/alert_templates.py (Jinja the Prefect server
-# renders when an automation fires); `render` fills in their shared parts and the window.
+ALERTS_FILE = Path(__file__).with_name("alerts.yaml")
+# `to:` in the file -> the BlockIds field of that block
+CHANNELS = {"slack": "slack", "pagerduty": "pagerduty", "pagerduty-resolve": "pagerduty_resolve"}
+_FILE_KEYS = {"shared", "automations"}
+_ENTRY_KEYS = {"name", "description", "trigger", "actions"}
+# Prefect's EventTrigger fields (it ignores unknown ones, so a typo would pass silently)
+_TRIGGER_KEYS = {
+    "match",
+    "match_related",
+    "after",
+    "expect",
+    "for_each",
+    "posture",
+    "threshold",
+    "within",
+}
+_ACTION_KEYS = {"to", "subject", "body", "minutes"}
+_WHOLE_VALUE = re.compile(r"\$(\w+)")
 
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.3g}"
 
 
-def _flow_run_trigger(
-    expect: set[str],
-    *,
-    threshold: int = 1,
-    within: timedelta = timedelta(0),
-    per_deployment: bool = False,
-    flow_name: str | None = None,
-    after: set[str] | None = None,
-) -> Any:
-    """A trigger on flow-run state events of `dlt`-tagged runs (of one flow, if named)."""
-    from prefect.events.schemas.automations import EventTrigger, Posture
-
-    related: list[dict[str, str]] = [dict(DLT_TAG)]
-    if flow_name is not None:
-        related.append({"prefect.resource.role": "flow", "prefect.resource.name": flow_name})
-    if after:
-        # Proactive: each run that entered an `after` state must reach an `expect` state within
-        # the window, else fire (for_each: one bucket, and one alert, per flow run).
-        for_each = {"prefect.resource.id"}
-        posture = Posture.Proactive
-    else:
-        # Count per deployment: one pipeline failing three times is "stays broken"; three
-        # unrelated one-offs each got their warning already.
-        for_each = {"related:deployment:prefect.resource.id"} if per_deployment else set()
-        posture = Posture.Reactive
-    return EventTrigger(
-        after=after or set(),
-        expect=expect,
-        match={"prefect.resource.id": "prefect.flow-run.*"},
-        match_related=related if len(related) > 1 else related[0],
-        for_each=for_each,
-        posture=posture,
-        threshold=threshold,
-        within=within,
-    )
+def load_alerts(path: Path = ALERTS_FILE) -> dict[str, dict[str, Any]]:
+    """The file's automations by key, as written (placeholders not yet filled in)."""
+    data = yaml.safe_load(path.read_text())
+    unknown = set(data) - _FILE_KEYS
+    if unknown or not isinstance(data.get("automations"), dict):
+        raise ConfigurationError(
+            f"{path}: expected the top-level keys {sorted(_FILE_KEYS)} with `automations` a "
+            f"mapping, found {sorted(data)}"
+        )
+    for key, entry in data["automations"].items():
+        where = f"{path.name}: automations.{key}"
+        _known_keys(where, entry, _ENTRY_KEYS, required=_ENTRY_KEYS)
+        _known_keys(f"{where}.trigger", entry["trigger"], _TRIGGER_KEYS, required={"posture"})
+        for index, action in enumerate(entry["actions"]):
+            _known_keys(
+                f"{where}.actions[{index}]", action, _ACTION_KEYS, {"to", "subject", "body"}
+            )
+            if action["to"] not in CHANNELS:
+                raise ConfigurationError(
+                    f"{where}.actions[{index}]: to={action['to']!r}, expected one of "
+                    f"{sorted(CHANNELS)}"
+                )
+            for field in ("subject", "body"):
+                if action[field] not in MESSAGE_NAMES:
+                    raise ConfigurationError(
+                        f"{where}.actions[{index}]: {field}={action[field]!r} is not a message "
+                        "of infra/alert_templates.py"
+                    )
+    return data["automations"]
 
 
-def _work_pool_trigger(
-    pools: tuple[str, ...], expect: str, after: str | None = None, within: timedelta = timedelta(0)
-) -> Any:
-    from prefect.events.schemas.automations import EventTrigger, Posture
-
-    return EventTrigger(
-        after={after} if after else set(),
-        expect={expect},
-        match={"prefect.resource.id": "prefect.work-pool.*", "prefect.resource.name": list(pools)},
-        for_each={"prefect.resource.id"},
-        posture=Posture.Proactive if after else Posture.Reactive,
-        threshold=1,
-        within=within,
-    )
+def _known_keys(where: str, value: Any, allowed: set[str], required: set[str]) -> None:
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"{where}: expected a mapping, found {value!r}")
+    problems = []
+    if unknown := set(value) - allowed:
+        problems.append(f"unknown key(s) {sorted(unknown)} (allowed: {sorted(allowed)})")
+    if missing := required - set(value):
+        problems.append(f"missing {sorted(missing)}")
+    if problems:
+        raise ConfigurationError(f"{where}: " + "; ".join(problems))
 
 
-def _schema_change_trigger() -> Any:
-    """A schema-change event (`flows/schema_events.py`) from a `dlt`-tagged run: each one."""
-    from prefect.events.schemas.automations import EventTrigger, Posture
-
-    from pipelines.names import SLACK_SCHEMA_EVENTS, TABLE_RESOURCE_PREFIX
-
-    return EventTrigger(
-        expect=set(SLACK_SCHEMA_EVENTS),
-        match={"prefect.resource.id": TABLE_RESOURCE_PREFIX + "*"},
-        match_related=dict(DLT_TAG),
-        posture=Posture.Reactive,
-        threshold=1,
-        within=timedelta(0),
-    )
-
-
-def _page(blocks: BlockIds, dedup_key: str, summary: str) -> Any:
-    from prefect.automations import SendNotification
-
-    return SendNotification(block_document_id=blocks.pagerduty, subject=dedup_key, body=summary)
+def apply_time_values(
+    windows: AlertWindows, flow_timeouts: dict[str, float], work_pools: tuple[str, ...]
+) -> dict[str, Any]:
+    """What `$name`/`${name}` in the file stand for, read from their owners at apply time."""
+    longest_flow = max(sorted(flow_timeouts), key=lambda name: flow_timeouts[name])
+    longest = flow_timeouts[longest_flow]
+    seconds = {
+        "late_after_seconds": windows.late_after_seconds,
+        "work_pool_not_ready_seconds": windows.work_pool_not_ready_seconds,
+        "running_grace_seconds": windows.running_grace_seconds,
+        "longest_flow_timeout_seconds": longest,
+        "running_too_long_seconds": longest + windows.running_grace_seconds,
+    }
+    values: dict[str, Any] = {**seconds, "longest_flow": longest_flow}
+    values |= {key.removesuffix("_seconds") + "_minutes": _minutes(v) for key, v in seconds.items()}
+    values["work_pools_in_service"] = list(work_pools)
+    values["work_pools_in_service_text"] = ", ".join(work_pools) or "none"
+    return values
 
 
-def _resolve(blocks: BlockIds, dedup_key: str) -> Any:
-    from prefect.automations import SendNotification
-
-    return SendNotification(
-        block_document_id=blocks.pagerduty_resolve, subject=dedup_key, body="resolved"
-    )
-
-
-def _slack(blocks: BlockIds, subject: str, body: str) -> Any:
-    from prefect.automations import SendNotification
-
-    return SendNotification(block_document_id=blocks.slack, subject=subject, body=body)
+def _fill(value: Any, values: dict[str, Any], where: str) -> Any:
+    """`value` with `$name` (a whole value) and `${name}` (inside text) filled in."""
+    if isinstance(value, dict):
+        return {key: _fill(item, values, f"{where}.{key}") for key, item in value.items()}
+    if isinstance(value, list):
+        return [_fill(item, values, where) for item in value]
+    if not isinstance(value, str):
+        return value
+    try:
+        if whole := _WHOLE_VALUE.fullmatch(value):
+            return values[whole[1]]
+        return Template(value).substitute(
+            {key: f"{v:g}" if isinstance(v, float) else v for key, v in values.items()}
+        )
+    except (KeyError, ValueError) as error:
+        raise ConfigurationError(
+            f"{where}: {value!r} names no value filled in at apply time ({error}); known: "
+            f"{', '.join(sorted(values))}"
+        ) from None
 
 
 def automation_definitions(
     blocks: BlockIds,
     windows: AlertWindows | None = None,
     flow_timeouts: dict[str, float] | None = None,
-    work_pools: tuple[str, ...] = WORK_POOL_NAMES,
+    work_pools: tuple[str, ...] | None = None,
+    path: Path = ALERTS_FILE,
 ) -> list[Any]:
-    """Every automation, as Prefect objects (not yet applied).
+    """Every automation of the file, as Prefect objects (not yet applied), in file order.
 
-    `flow_timeouts` (flow name -> seconds) sizes the "running too long" alerts; by default the
-    flows' own timeouts (`pipelines.timeouts`), read from the same config the flows read.
-    `work_pools` are the pools watched for Not Ready: every pool the project defines.
+    By default the windows come from `[alerting]`, `flow_timeouts` (flow name -> seconds) from
+    the flows' own timeouts (`pipelines.timeouts`, the same config the flows read), and
+    `work_pools` are the pools prefect.yaml's deployments run in.
     """
-    from prefect.automations import Automation
+    from prefect.automations import Automation, SendNotification
+    from prefect.events.schemas.automations import EventTrigger
+    from pydantic import ValidationError
 
     windows = windows or windows_from_config()
     if flow_timeouts is None:
         from pipelines.timeouts import flow_timeouts as configured_flow_timeouts
 
         flow_timeouts = configured_flow_timeouts()
-    late = windows.late_after_seconds
-    definitions = [
-        Automation(
-            name=WARNING_AUTOMATION,
-            description="A flow run of a dlt-tagged deployment ended Failed, Crashed, TimedOut "
-            "or Refused (bad input): Slack.",
-            trigger=_flow_run_trigger(set(WARNING_EVENTS)),
-            actions=[_slack(blocks, render("subject"), render("slack_body"))],
-        ),
-        Automation(
-            name=CRITICAL_AUTOMATION,
-            description=(
-                f"{CRITICAL_THRESHOLD} Failed, Crashed or TimedOut runs of one dlt-tagged "
-                "deployment within 24 hours (Refused runs do not count): Slack and PagerDuty."
-            ),
-            trigger=_flow_run_trigger(
-                set(FAILED_EVENTS),
-                threshold=CRITICAL_THRESHOLD,
-                within=CRITICAL_WITHIN,
-                per_deployment=True,
-            ),
-            actions=[
-                _slack(blocks, render("critical_subject"), render("critical_slack")),
-                _page(blocks, render("dedup_key"), render("critical_summary")),
-            ],
-        ),
-        Automation(
-            name=RESOLVE_AUTOMATION,
-            description="A run of a dlt-tagged deployment Completed: resolve its PagerDuty "
-            "incident, if one is open (dedup key per deployment).",
-            trigger=_flow_run_trigger({"prefect.flow-run.Completed"}),
-            actions=[_resolve(blocks, render("dedup_key"))],
-        ),
-        Automation(
-            name=SCHEMA_AUTOMATION,
-            description="A run of a dlt-tagged deployment added or lost columns of an existing "
-            "table: one Slack message naming table, columns and fix (never a page).",
-            trigger=_schema_change_trigger(),
-            # the event carries the rendered message (flows/schema_events.py)
-            actions=[_slack(blocks, "{{ event.payload.subject }}", "{{ event.payload.body }}")],
-        ),
-        Automation(
-            name=LATE_AUTOMATION,
-            description=f"A scheduled run of a dlt-tagged deployment still not started "
-            f"{_minutes(late)} min after it turned Late (worker down?): Slack and PagerDuty.",
-            trigger=_flow_run_trigger(
-                set(STARTED_EVENTS),
-                after={"prefect.flow-run.Late"},
-                within=timedelta(seconds=late),
-            ),
-            actions=[
-                _slack(
-                    blocks, render("late_subject"), render("late_slack", minutes=_minutes(late))
-                ),
-                _page(blocks, render("dedup_key"), render("late_summary")),
-            ],
-        ),
-    ]
-    for flow_name, timeout in sorted(flow_timeouts.items()):
-        limit = timeout + windows.running_grace_seconds
+    if work_pools is None:
+        from infra.prefect_setup import pools_in_service
+
+        work_pools = pools_in_service()
+    values = apply_time_values(windows, flow_timeouts, work_pools)
+    definitions = []
+    for key, entry in load_alerts(path).items():
+        where = f"{path.name}: automations.{key}"
+        filled = _fill({k: v for k, v in entry.items() if k != "actions"}, values, where)
+        actions = []
+        for index, action in enumerate(entry["actions"]):
+            action = _fill(action, values, f"{where}.actions[{index}]")
+            minutes = action.get("minutes")
+            actions.append(
+                SendNotification(
+                    block_document_id=getattr(blocks, CHANNELS[action["to"]]),
+                    subject=render(action["subject"], minutes=minutes),
+                    body=render(action["body"], minutes=minutes),
+                )
+            )
+        try:
+            trigger = EventTrigger(**filled["trigger"])
+        except ValidationError as error:  # Prefect's own checks, one line
+            problems = "; ".join(
+                ".".join(str(part) for part in problem["loc"]) + ": " + problem["msg"]
+                if problem["loc"]
+                else problem["msg"]
+                for problem in error.errors()
+            )
+            raise ConfigurationError(f"{where}.trigger: {problems}") from None
         definitions.append(
             Automation(
-                name=RUNNING_AUTOMATION_PREFIX + flow_name,
-                description=f"A run of {flow_name} (dlt-tagged) still Running {_minutes(limit)} "
-                f"min after it started: its timeout ({timeout:g} s) plus "
-                f"{windows.running_grace_seconds:g} s. Slack and PagerDuty.",
-                trigger=_flow_run_trigger(
-                    set(FINISHED_EVENTS),
-                    after={"prefect.flow-run.Running"},
-                    within=timedelta(seconds=limit),
-                    flow_name=flow_name,
-                ),
-                actions=[
-                    _slack(
-                        blocks,
-                        render("running_subject"),
-                        render("running_slack", minutes=_minutes(limit)),
-                    ),
-                    _page(blocks, render("dedup_key"), render("running_summary")),
-                ],
+                name=filled["name"],
+                description=" ".join(filled["description"].split()),
+                trigger=trigger,
+                actions=actions,
             )
         )
-    not_ready = windows.work_pool_not_ready_seconds
-    pools = ", ".join(work_pools)
-    definitions += [
-        Automation(
-            name=WORK_POOL_AUTOMATION,
-            description=f"Work pools {pools}: one Not Ready (no live worker) for "
-            f"{_minutes(not_ready)} min: Slack and PagerDuty.",
-            trigger=_work_pool_trigger(
-                work_pools,
-                expect="prefect.work-pool.ready",
-                after="prefect.work-pool.not-ready",
-                within=timedelta(seconds=not_ready),
-            ),
-            actions=[
-                _slack(
-                    blocks, render("pool_subject"), render("pool_body", minutes=_minutes(not_ready))
-                ),
-                _page(
-                    blocks,
-                    render("pool_dedup_key"),
-                    render("pool_body", minutes=_minutes(not_ready)),
-                ),
-            ],
-        ),
-        Automation(
-            name=WORK_POOL_RESOLVE_AUTOMATION,
-            description=f"Work pools {pools}: one Ready again: resolve its PagerDuty incident.",
-            trigger=_work_pool_trigger(work_pools, expect="prefect.work-pool.ready"),
-            actions=[_resolve(blocks, render("pool_dedup_key"))],
-        ),
-    ]
     return definitions
 
 
+def automation_names(path: Path = ALERTS_FILE) -> dict[str, str]:
+    """The automations' names by their key in the file (`failed`, `keeps-failing`, ...)."""
+    return {key: entry["name"] for key, entry in load_alerts(path).items()}
+
+
 def apply_automations(definitions: list[Any]) -> list[str]:
-    """Create or update each automation by name; extra copies of a name are deleted."""
+    """Create or update each automation by name; extra copies of a name are deleted.
+
+    One that already does what its definition says is left as it is: Prefect gives a trigger
+    new ids on every update, which drops its open windows (a failure waiting for its recovery's
+    resolve, a count toward the page, a Late run's wait), so an apply that changes nothing (a
+    deploy) must not touch them.
+    """
     from prefect.client.orchestration import get_client
     from prefect.events.schemas.automations import AutomationCore
 
@@ -523,22 +480,45 @@ def apply_automations(definitions: list[Any]) -> list[str]:
                 done.append(f"automation {core.name!r} created")
                 continue
             keep, *extra = existing
-            client.update_automation(keep.id, core)
+            same = _what_it_does(keep) == _what_it_does(core)
+            if not same:
+                client.update_automation(keep.id, core)
             for duplicate in extra:
                 client.delete_automation(duplicate.id)
             done.append(
-                f"automation {core.name!r} updated"
+                f"automation {core.name!r} {'unchanged' if same else 'updated'}"
                 + (f" ({len(extra)} duplicate(s) removed)" if extra else "")
             )
     return done
 
 
+def _what_it_does(automation: Any) -> Any:
+    """An automation's definition, without the ids the server assigns, sets in one order."""
+    from prefect.events.schemas.automations import AutomationCore
+
+    core = AutomationCore(**automation.model_dump(exclude={"id", "owner_resource"}))
+
+    def normalized(value: Any, key: str = "") -> Any:
+        if isinstance(value, dict):
+            return {k: normalized(v, k) for k, v in value.items() if k != "id"}
+        if isinstance(value, list):
+            items = [normalized(item) for item in value]
+            # a trigger's `after`, `expect` and `for_each` are sets (JSON lists, any order)
+            return sorted(items) if key in {"after", "expect", "for_each"} else items
+        return value
+
+    return normalized(core.model_dump(mode="json", exclude={"owner_resource"}))
+
+
 def apply(
     settings: AlertingSettings | None = None,
     windows: AlertWindows | None = None,
-    work_pools: tuple[str, ...] = WORK_POOL_NAMES,
+    work_pools: tuple[str, ...] | None = None,
 ) -> list[str]:
-    """Blocks and automations, idempotently; one line per thing done (no secrets)."""
+    """Blocks and automations, idempotently; one line per thing done (no secrets).
+
+    `work_pools`: the pools the work-pool alerts watch (default: those deployments run in).
+    """
     settings = settings or settings_from_config()
     blocks = ensure_blocks(settings)
     lines = [
@@ -552,7 +532,7 @@ def apply(
 
 
 def _delete_retired(definitions: list[Any]) -> list[str]:
-    """Remove our automations no longer defined (a flow removed from the timeouts table)."""
+    """Remove our automations the file no longer lists (renamed or retired ones)."""
     from prefect.client.orchestration import get_client
 
     # the silent-flow-runs automation is the platform's (`apply prefect`), not an alert

@@ -46,8 +46,11 @@ class WorkPoolSpec:
 KUBERNETES_JOB_TEMPLATE = PROJECT_DIR / "infra" / "prefect" / "kubernetes-work-pool.json"
 # `production` is a process pool: one machine, flows run as child processes of its workers.
 # `production-k8s` runs each flow run as a Kubernetes Job (docs/deployments.md): teams that
-# outgrow one machine point the deployments' work_pool at it. Both exist so both are alerted on
-# and both carry a concurrency limit; a pool nobody polls stays quiet (it never turns Ready).
+# outgrow one machine point the deployments' work_pool at it. Both are created, each with its
+# concurrency limit; a pool is *in service* when a deployment in prefect.yaml runs in it
+# (`pools_in_service`). A pool out of service is created paused, its description says why, and
+# the work-pool alerts do not watch it: no worker is meant to poll it, so it is not shown Not
+# Ready (red) in the UI, nor paged on.
 WORK_POOLS: tuple[WorkPoolSpec, ...] = (
     WorkPoolSpec(
         name="production",
@@ -67,12 +70,40 @@ WORK_POOLS: tuple[WorkPoolSpec, ...] = (
 WORK_POOL_NAMES: tuple[str, ...] = tuple(pool.name for pool in WORK_POOLS)
 
 
-def ensure_work_pools(pools: tuple[WorkPoolSpec, ...] = WORK_POOLS) -> list[str]:
-    """Create or update each work pool; returns what was done, one line per pool."""
+# Ends the description of a pool this project paused because no deployment runs in it; `apply`
+# resumes only a pool paused so (an operator's pause, e.g. for maintenance, stays).
+OUT_OF_SERVICE_MARK = "Paused by `data-pipelines apply prefect`:"
+
+
+def out_of_service_description(spec: WorkPoolSpec) -> str:
+    return (
+        f"{spec.description}. {OUT_OF_SERVICE_MARK} no deployment in prefect.yaml runs in this "
+        "pool, so no worker is meant to poll it (nor is it alerted on). To run here, set the "
+        f"deployments' work_pool.name to {spec.name} and run `data-pipelines apply prefect` "
+        "again: it resumes the pool."
+    )
+
+
+def pools_in_service(path: Path = PREFECT_FILE) -> tuple[str, ...]:
+    """The work pools prefect.yaml's deployments run in (the local stack deploys the same)."""
+    deployments = load_prefect_file(path).get("deployments") or []
+    return tuple(sorted({d["work_pool"]["name"] for d in deployments if d.get("work_pool")}))
+
+
+def ensure_work_pools(
+    pools: tuple[WorkPoolSpec, ...] = WORK_POOLS, in_service: tuple[str, ...] | None = None
+) -> list[str]:
+    """Create or update each work pool; returns what was done, one line per pool.
+
+    A pool no deployment runs in (`in_service`, by default `pools_in_service()`) is created or
+    put paused, with a description that says why; one that deployments run in again is resumed
+    if this function paused it.
+    """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
     from prefect.exceptions import ObjectNotFound
 
+    serving = set(pools_in_service() if in_service is None else in_service)
     done = []
     with get_client(sync_client=True) as client:
         for spec in pools:
@@ -80,28 +111,50 @@ def ensure_work_pools(pools: tuple[WorkPoolSpec, ...] = WORK_POOLS) -> list[str]
                 existing = client.read_work_pool(spec.name)
             except ObjectNotFound:
                 existing = None
+            used = spec.name in serving
+            description = spec.description if used else out_of_service_description(spec)
             if existing is None:
                 client.create_work_pool(
                     WorkPoolCreate(
                         name=spec.name,
                         type=spec.type,
-                        description=spec.description,
+                        description=description,
                         concurrency_limit=spec.concurrency_limit,
                         base_job_template=spec.job_template(),
+                        is_paused=not used,
                     )
                 )
-                done.append(f"work pool {spec.name!r} ({spec.type}) created")
+                done.append(
+                    f"work pool {spec.name!r} ({spec.type}) created"
+                    + ("" if used else ", paused: no deployment runs in it")
+                )
             elif existing.type != spec.type:
                 raise RuntimeError(
                     f"Work pool {spec.name!r} exists with type {existing.type!r}, expected "
                     f"{spec.type!r}: delete it (prefect work-pool delete {spec.name}) and re-apply."
                 )
             else:
+                paused_here = existing.is_paused and OUT_OF_SERVICE_MARK in (
+                    existing.description or ""
+                )
+                if not used:
+                    paused, note = True, ", paused: no deployment runs in it"
+                elif paused_here:
+                    paused, note = False, ", resumed: deployments run in it now"
+                else:  # in service; an operator's pause stays
+                    paused = None
+                    note = (
+                        f", paused by hand: left paused (prefect work-pool resume {spec.name})"
+                        if existing.is_paused
+                        else ""
+                    )
                 client.update_work_pool(
                     spec.name,
                     WorkPoolUpdate(
-                        description=spec.description,
+                        description=description,
                         concurrency_limit=spec.concurrency_limit,
+                        # sent only when it changes (an unset field is left as it is)
+                        **({} if paused is None else {"is_paused": paused}),
                         # a template kept in the repository lands on every apply; a process
                         # pool keeps the one it has (an operator's edits in the UI)
                         **(
@@ -111,7 +164,7 @@ def ensure_work_pools(pools: tuple[WorkPoolSpec, ...] = WORK_POOLS) -> list[str]
                         ),
                     ),
                 )
-                done.append(f"work pool {spec.name!r} ({spec.type}) up to date")
+                done.append(f"work pool {spec.name!r} ({spec.type}) up to date{note}")
     return done
 
 

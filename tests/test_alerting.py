@@ -29,9 +29,10 @@ from dev_stack.oxr_sandbox import OXRSandbox
 from dev_stack.webhook_receiver import WebhookReceiver, is_pagerduty, is_slack
 from flows.currencies import currencies_weekly_flow
 from flows.exchange_rates import exchange_rates_backfill_flow
-from flows.retry_policy import flow_timeout
+from flows.retry_policy import flow_timeout, flow_timeouts
 from infra import alerting
 from infra.prefect_setup import ensure_work_pools, load_prefect_file
+from pipelines.timeouts import default_task_timeouts
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -170,7 +171,7 @@ def fail_runs(oxr_sandbox: OXRSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOURCES__OPEN_EXCHANGE_RATES__API_KEY", "revoked-app-id")
 
 
-def test_failed_run_sends_one_slack_message_starting_with_the_cause(
+def test_a_success_sends_nothing_a_failure_one_alert_and_its_fix_one_resolve(
     oxr_sandbox: OXRSandbox,
     data_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -179,7 +180,7 @@ def test_failed_run_sends_one_slack_message_starting_with_the_cause(
     receiver: WebhookReceiver,
 ) -> None:
     ok_id, ok_state = run_deployment_once(deployment_id)
-    assert ok_state.is_completed()
+    assert ok_state.is_completed()  # a successful cycle: nothing to say
 
     fail_runs(oxr_sandbox, monkeypatch)
     failed_id, failed_state = run_deployment_once(deployment_id)
@@ -192,36 +193,43 @@ def test_failed_run_sends_one_slack_message_starting_with_the_cause(
     ), message
     assert "): the app id was rejected: check it on your OXR account page" in message, message
     failed_at = time.monotonic()
-
-    # the failure's Slack message, and the Completed run's PagerDuty resolve (in either order)
-    records = receiver.wait_for(
-        lambda rs: len(slack(rs)) >= 1 and len(pagerduty(rs, "resolve")) >= 1, ALERT_TIMEOUT
-    )
-    first_slack = slack(records)[0]
-    received = datetime.fromisoformat(first_slack["received_at"])
+    # the first webhook to arrive is the failure's Slack message (the success sent nothing)
+    first, *others = receiver.wait_for(lambda rs: len(rs) >= 1, ALERT_TIMEOUT)
+    assert slack([first]) and not others, [first, *others]
+    received = datetime.fromisoformat(first["received_at"])
     print(
         f"Failed state -> Slack webhook: {(received - failed_state.timestamp).total_seconds():.1f}"
         f" s ({time.monotonic() - failed_at:.1f} s after the run returned)"
     )
-    print(json.dumps(first_slack, indent=2))
-    # Had the Completed run (earlier) triggered a Slack message, it would be here by now. Give
-    # a duplicate a few more seconds to show up.
-    with pytest.raises(TimeoutError):
-        receiver.wait_for(lambda rs: len(rs) > len(records), 8)
+    print(json.dumps(first, indent=2))
+
+    # the fix: the next run completes and resolves the deployment's incident, once
+    monkeypatch.setenv("SOURCES__OPEN_EXCHANGE_RATES__API_KEY", SANDBOX_APP_ID)
+    fixed_id, fixed_state = run_deployment_once(deployment_id)
+    assert fixed_state.is_completed()
+    records = receiver.wait_for(lambda rs: pagerduty(rs, "resolve"), ALERT_TIMEOUT)
+    with pytest.raises(TimeoutError):  # a duplicate, or anything else, has a few seconds more
+        receiver.wait_for(lambda rs: len(rs) > len(records), 3)
     records = receiver.records()
-    # the Completed run resolved any open incident of its deployment; nothing paged
-    assert len(slack(records)) == 1 and not pagerduty(records)
-    # (a busy SQLite server may deliver an action twice; PagerDuty dedups on the key anyway)
-    assert {r["body"]["dedup_key"] for r in pagerduty(records, "resolve")} == {DEDUP_KEY}
-    body = first_slack["body"]
-    assert first_slack["path"] == "/slack/alerts"
+    assert len(records) == 2, records  # the failure's alert, the fix's resolve: nothing else
+    (alert,) = slack(records)
+    (resolve,) = pagerduty(records, "resolve")
+    # sent for the fix, not for the first success
+    assert datetime.fromisoformat(resolve["received_at"]) > fixed_state.timestamp
+    assert resolve["body"] == {
+        "routing_key": ROUTING_KEY,
+        "event_action": "resolve",
+        "dedup_key": DEDUP_KEY,
+    }
+    body = alert["body"]
+    assert alert["path"] == "/slack/alerts"
     text = body["blocks"][1]["text"]["text"]
     assert body["text"] == "[data-pipelines] Failed: currencies-weekly/production"
     assert body["blocks"][0] == {
         "type": "header",
         "text": {"type": "plain_text", "text": body["text"]},
     }
-    assert failed_id in text and ok_id not in text
+    assert failed_id in text and ok_id not in text and fixed_id not in text
     assert "*Deployment:* currencies-weekly/production" in text
     assert "*Message:* Open Exchange Rates currencies.json: HTTP 401 invalid_app_id" in text
     assert f"/runs/flow-run/{failed_id}|open in Prefect>" in text
@@ -350,18 +358,21 @@ def test_a_run_still_running_past_its_timeout_alerts_and_pages(
 ) -> None:
     from prefect.states import Running
 
-    monkeypatch.setenv("DATA_PIPELINES__TIMEOUTS__LOAD_CURRENCIES", "2")
+    for task in default_task_timeouts():  # every task of every pipeline, none named
+        monkeypatch.setenv(f"DATA_PIPELINES__TIMEOUTS__{task.upper()}", "1")
     monkeypatch.setenv("DATA_PIPELINES__TIMEOUTS__FLOW_MARGIN", "1")
     monkeypatch.setenv("ALERTING__RUNNING_GRACE_SECONDS", "1")
-    limit = flow_timeout("currencies-weekly") + 1
-    assert limit < 15  # the same config sizes the flow's timeout and the alert's window
+    # one automation for every flow: the longest flow timeout plus the grace, from the same
+    # config that sizes the flows' own timeouts
+    limit = max(flow_timeouts().values()) + 1
+    assert flow_timeout("currencies-weekly") + 1 < limit - 3 and limit < 15
     alerting.apply(settings)
     # a run whose process hangs where no timeout can reach it (or died with its worker)
     started = time.monotonic()
     flow_run_id, message, page = alert_on_stuck_run(
         deployment_id, Running(), "[data-pipelines] Running too long: ", receiver
     )
-    assert time.monotonic() - started >= limit - 1  # not before its window
+    assert time.monotonic() - started >= limit - 1  # the longest window, not currencies' own
     assert message["body"]["text"] == (
         "[data-pipelines] Running too long: currencies-weekly/production"
     )
@@ -402,15 +413,18 @@ def test_a_work_pool_without_a_live_worker_alerts_then_resolves(
     receiver: WebhookReceiver,
 ) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
 
     pool = f"alerting-test-{int(time.time())}"
+    paused = f"alerting-paused-{int(time.time())}"  # watched, but paused: not meant to run
     monkeypatch.setenv("ALERTING__WORK_POOL_NOT_READY_SECONDS", "10")
-    alerting.apply(settings, work_pools=(pool,))
+    alerting.apply(settings, work_pools=(pool, paused))
     with get_client(sync_client=True) as client:
         # a new pool has no worker: the server marks it Not Ready (as the foreman does when
         # a worker's heartbeats stop)
         client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+        client.create_work_pool(WorkPoolCreate(name=paused, type="process"))
+        client.update_work_pool(paused, WorkPoolUpdate(is_paused=True))
         try:
             records = receiver.wait_for(
                 lambda rs: titled(rs, "[data-pipelines] Work pool not ready: ") and pagerduty(rs),
@@ -432,8 +446,18 @@ def test_a_work_pool_without_a_live_worker_alerts_then_resolves(
             records = receiver.wait_for(lambda rs: pagerduty(rs, "resolve"), ALERT_TIMEOUT)
             resolve = pagerduty(records, "resolve")[0]
             assert resolve["body"]["dedup_key"] == f"data-pipelines/work-pool/{pool}"
+            # the paused pool's window ended with the other's: nothing about it
+            assert paused not in json.dumps(receiver.records())
         finally:
             client.delete_work_pool(pool)
+            client.delete_work_pool(paused)
+
+
+def trigger_id(client: Any, name: str) -> str:
+    """The server's id of the automation's trigger (the client's model does not carry it)."""
+    (automation,) = client.read_automations_by_name(name)
+    answer = client.request("GET", "/automations/{id}", path_params={"id": automation.id})
+    return answer.json()["trigger"]["id"]
 
 
 def test_applying_twice_leaves_one_of_each_and_updates_changes(
@@ -445,21 +469,33 @@ def test_applying_twice_leaves_one_of_each_and_updates_changes(
     assert any("created" in line for line in automations)
     definitions = alerting.automation_definitions(alerting.ensure_blocks(settings))
     names = [automation.name for automation in definitions]
-    # 5 reactive/late, 6 flows with one "running too long" each, 2 for the work pool
-    assert len(names) == len(set(names)) == 5 + 6 + 2
-    second = alerting.apply(settings)
-    assert [line for line in second if "automation" in line] == [
-        f"automation {name!r} updated" for name in names
-    ]
+    assert len(names) == len(set(names)) == len(alerting.load_alerts())  # one per entry
+    # what an earlier version left: a per-flow automation this file no longer has, and the
+    # silent-flow-runs one (`apply prefect`'s, not the file's)
+    retired = "data-pipelines: running too long: currencies-weekly"
+    definitions[0].model_copy(update={"name": retired}).create()
+    alerting.ensure_silent_flow_runs_crash()
     with get_client(sync_client=True) as client:
+        triggers = {name: trigger_id(client, name) for name in names}
+    second = alerting.apply(settings)
+    # nothing changed: left as they are (an update gives triggers new ids, dropping their
+    # open windows: a failure waiting for its resolve, a count toward the page)
+    assert [line for line in second if "automation" in line] == [
+        f"automation {name!r} unchanged" for name in names
+    ] + [f"automation {retired!r} deleted (no longer defined)"]
+    with get_client(sync_client=True) as client:
+        assert {name: trigger_id(client, name) for name in names} == triggers
+        assert not client.read_automations_by_name(retired)
+        assert client.read_automations_by_name(alerting.SILENT_FLOW_RUNS_AUTOMATION)
         # a stray copy (e.g. created by hand in the UI) is folded back into one
         definitions[0].create()
         alerting.apply(settings)
         found = {name: client.read_automations_by_name(name) for name in names}
         assert {name: len(items) for name, items in found.items()} == {name: 1 for name in names}
-        warning = found[alerting.WARNING_AUTOMATION][0]
+        by_key = alerting.automation_names()
+        warning = found[by_key["failed"]][0]
         assert warning.trigger.threshold == 1
-        critical = found[alerting.CRITICAL_AUTOMATION][0]
+        critical = found[by_key["keeps-failing"]][0]
         assert (critical.trigger.threshold, critical.trigger.within.total_seconds()) == (
             3,
             86400,
@@ -469,9 +505,19 @@ def test_applying_twice_leaves_one_of_each_and_updates_changes(
         # a changed definition updates the existing automation in place
         changed = alerting.automation_definitions(alerting.ensure_blocks(settings))
         changed[0].description = "changed"
-        alerting.apply_automations(changed)
-        (updated,) = client.read_automations_by_name(alerting.WARNING_AUTOMATION)
+        before = trigger_id(client, by_key["failed"])
+        assert alerting.apply_automations(changed)[0] == f"automation {by_key['failed']!r} updated"
+        (updated,) = client.read_automations_by_name(by_key["failed"])
         assert updated.id == warning.id and updated.description == "changed"
+        # what an update costs: Prefect gave the trigger a new id (its open windows are gone)
+        assert trigger_id(client, by_key["failed"]) != before
+        # a changed window is a change too (the windows come from [alerting])
+        late = alerting.automation_definitions(
+            alerting.ensure_blocks(settings), alerting.AlertWindows(late_after_seconds=60)
+        )
+        lines = alerting.apply_automations(late)
+        assert f"automation {by_key['not-started']!r} updated" in lines
+        assert f"automation {by_key['keeps-failing']!r} unchanged" in lines
 
         blocks = client.read_block_documents_by_type("custom-webhook")
         names = sorted(b.name for b in blocks if not b.is_anonymous)
@@ -501,7 +547,7 @@ def test_apply_alerting_cli_takes_the_secrets_from_dlt_config(
     try:
         assert main(["apply", "alerting"]) == 0
         out = capsys.readouterr().out
-        assert "automation 'data-pipelines: dlt run failed (warning)'" in out
+        assert f"automation {alerting.automation_names()['failed']!r}" in out
         assert "from-the-environment" not in out and receiver.slack_url not in out
         block = CustomWebhookNotificationBlock.load(alerting.PAGERDUTY_BLOCK_NAME)
         assert block.secrets.get_secret_value() == {"routing_key": "from-the-environment"}

@@ -168,17 +168,38 @@ def test_apply_creates_the_kubernetes_pool_with_its_template_and_a_concurrency_l
     assert created.type == "kubernetes"
     assert created.base_job_template == json.loads(TEMPLATE.read_text())
     assert created.concurrency_limit == spec.concurrency_limit and spec.concurrency_limit >= 1
-    assert prefect_setup.ensure_work_pools()[-1].endswith("up to date")  # idempotent
+    assert prefect_setup.ensure_work_pools()[-1].startswith(
+        f"work pool {spec.name!r} (kubernetes) up to date"
+    )  # idempotent
 
 
-def test_the_pool_not_ready_alert_watches_every_pool_the_project_defines() -> None:
-    from uuid import uuid4
+def test_a_pool_no_deployment_runs_in_is_paused_and_says_why() -> None:
+    """Not shown Not Ready (red) in the UI, nor alerted on: no worker is meant to poll it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolUpdate
+    from prefect.client.schemas.objects import WorkPoolStatus
 
-    from infra import alerting
+    assert prefect_setup.pools_in_service() == ("production",)  # prefect.yaml's deployments
+    lines = prefect_setup.ensure_work_pools()
+    with get_client(sync_client=True) as client:
+        k8s, process = client.read_work_pool("production-k8s"), client.read_work_pool("production")
+        assert k8s.is_paused and k8s.status == WorkPoolStatus.PAUSED
+        assert "no deployment in prefect.yaml runs in this pool" in k8s.description
+        assert "set the deployments' work_pool.name to production-k8s" in k8s.description
+        assert not process.is_paused and "Paused" not in process.description
+        assert any("'production-k8s'" in line and "paused" in line for line in lines)
 
-    blocks = alerting.BlockIds(slack=uuid4(), pagerduty=uuid4(), pagerduty_resolve=uuid4())
-    definitions = {a.name: a for a in alerting.automation_definitions(blocks, flow_timeouts={})}
-    for name in (alerting.WORK_POOL_AUTOMATION, alerting.WORK_POOL_RESOLVE_AUTOMATION):
-        watched = definitions[name].trigger.match.root["prefect.resource.name"]
-        assert sorted(watched) == sorted(p.name for p in prefect_setup.WORK_POOLS)
-    assert {"production", "production-k8s"} <= set(prefect_setup.WORK_POOL_NAMES)
+        # the deployments move to it: apply resumes the pool it paused
+        lines = prefect_setup.ensure_work_pools(in_service=("production", "production-k8s"))
+        k8s = client.read_work_pool("production-k8s")
+        assert not k8s.is_paused and "Paused" not in k8s.description
+        assert any("'production-k8s'" in line and "resumed" in line for line in lines)
+        # an operator's pause of a pool in service (maintenance) stays
+        client.update_work_pool("production-k8s", WorkPoolUpdate(is_paused=True))
+        prefect_setup.ensure_work_pools(in_service=("production", "production-k8s"))
+        assert client.read_work_pool("production-k8s").is_paused
+        client.update_work_pool("production-k8s", WorkPoolUpdate(is_paused=False))
+
+        # back to prefect.yaml: paused again
+        prefect_setup.ensure_work_pools()
+        assert client.read_work_pool("production-k8s").is_paused
