@@ -1,7 +1,7 @@
 """Timeouts of every task and flow, and the retry ladder they are sized from.
 
 Below the flows because two packages need the same numbers: the flows (Prefect's
-`timeout_seconds`, `flows/retry_policy.py`) and the "running too long" alerting automations
+`timeout_seconds`, `flows/retry_policy.py`) and the "running too long" alerting automation
 (`infra/alerting.py`). Nothing here imports Prefect.
 
 So that a hang becomes a Failed run that alerts, every task and flow has a timeout. One number
@@ -15,7 +15,7 @@ per pipeline task, its default in the pipeline's spec, overridden in dlt config
 dlt config rather than Prefect variables: the flow-run process reads it when the flow module is
 imported (a decorator argument), with no API round trip and with the same override rules as
 every other setting (file, environment, Secrets Manager); `data-pipelines apply alerting` reads
-the same numbers to size the "running too long" alerts, so the two can never disagree.
+the same numbers to size the one "running too long" alert (the longest flow timeout), so the two can never disagree.
 
 A flow's timeout is derived, not configured: each of its tasks may run `RETRIES + 1` times with
 the retry ladder's longest (jittered) delays in between, plus `flow_margin` seconds for the
@@ -100,5 +100,5 @@ def flow_timeout(flow_name: str) -> float:
 
 
 def flow_timeouts() -> dict[str, float]:
-    """Every flow's timeout, by flow name (for the "running too long" alerts)."""
+    """Every flow's timeout, by flow name (the longest sizes the "running too long" alert)."""
     return {name: flow_timeout(name) for name in flow_tasks()}
