@@ -15,7 +15,8 @@ per pipeline task, its default in the pipeline's spec, overridden in dlt config
 dlt config rather than Prefect variables: the flow-run process reads it when the flow module is
 imported (a decorator argument), with no API round trip and with the same override rules as
 every other setting (file, environment, Secrets Manager); `data-pipelines apply alerting` reads
-the same numbers to size the one "running too long" alert (the longest flow timeout), so the two can never disagree.
+the same numbers to size the one "running too long" alert (the longest flow timeout), so the
+two can never disagree.
 
 A flow's timeout is derived, not configured: each of its tasks may run `RETRIES + 1` times with
 the retry ladder's longest (jittered) delays in between, plus `flow_margin` seconds for the
