@@ -215,6 +215,9 @@ def start_prefect_server() -> str:
     # Alert links (`flow_run|ui_url` in the automations) are built by the server from this;
     # `prefect server start` leaves it unset.
     env["PREFECT_UI_URL"] = f"http://127.0.0.1:{port}"
+    # The UI asks the server where its API is; unset, the answer is port 4200 whatever port
+    # the server runs on, so on another port (4200 taken) the UI showed nothing and an error.
+    env["PREFECT_UI_API_URL"] = f"http://127.0.0.1:{port}/api"
     env.update(queue_settings(env))
     processes.start(
         PREFECT_SERVER,
