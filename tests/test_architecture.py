@@ -11,6 +11,17 @@ from pipelines.environment import PROJECT_DIR
 
 # What each package may import from this project besides itself: the one table of directions,
 # shown in docs/architecture.md ("Layers"). Lowest first; every arrow points to a row above.
+EVERYTHING_BELOW_THE_TOOLS = (
+    "rehearsal",
+    "dev_stack",
+    "flows",
+    "environments",
+    "local_runtime",
+    "infra",
+    "verify",
+    "pipelines",
+    "sources",
+)
 LAYERS: dict[str, tuple[str, ...]] = {
     "sources": (),
     "pipelines": ("sources",),
@@ -29,28 +40,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "pipelines",
         "sources",
     ),
-    "data_pipelines_cli": (
-        "rehearsal",
-        "dev_stack",
-        "flows",
-        "environments",
-        "local_runtime",
-        "infra",
-        "verify",
-        "pipelines",
-        "sources",
-    ),
-    "benchmarks": (
-        "rehearsal",
-        "dev_stack",
-        "flows",
-        "environments",
-        "local_runtime",
-        "infra",
-        "verify",
-        "pipelines",
-        "sources",
-    ),
+    # the tools on top: anything below them
+    "data_pipelines_cli": EVERYTHING_BELOW_THE_TOOLS,
+    "benchmarks": EVERYTHING_BELOW_THE_TOOLS,
 }
 # What runs in production (a worker's flow runs, `apply`); the rest is the developer's stack,
 # the rehearsal's stand-ins and the tools on top.
