@@ -47,6 +47,7 @@ def test_the_standin_environment_passes_its_self_test() -> None:
     assert "can serve [fakesnow 0.11.20" in result.stdout
 
 
+@pytest.mark.server  # starts the stand-in (with an interpreter it cannot serve from)
 def test_a_standin_that_cannot_serve_fails_in_seconds_with_one_line(tmp_path: Path) -> None:
     """The project's own interpreter has no fakesnow: the stand-in exits before it listens
     and the launcher raises with the stand-in's own line naming the cause."""
@@ -103,6 +104,7 @@ def test_an_internal_error_is_a_sql_error_at_once_not_an_http_500(
     assert "missing.jsonl" in str(failure.value)
 
 
+@pytest.mark.server  # starts a stand-in of its own
 def test_the_self_test_leaves_the_servers_own_settings_in_force(tmp_path: Path) -> None:
     """The start-up self-test patches fakesnow too; `--mirror` (and the test hooks) must still
     hold for what the server then serves: an S3 stage reads from the mirror folder."""
