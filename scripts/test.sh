@@ -6,7 +6,10 @@ scripts/setup.sh
 echo "lint: ruff check + format --check"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-# Two workers, one test file each at a time (`--dist loadfile`: a file's module fixtures, e.g.
-# the rehearsal's stand-ins, stay on one worker); most end-to-end tests wait on leases and
-# servers, so two overlap well on two cores.
-exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"
+# Three workers on two cores: the end-to-end tests mostly wait (leases, servers, flow runs), so
+# a third worker overlaps those waits. `--dist loadgroup`: tests/conftest.py keeps each module's
+# tests on one worker (its module fixtures start once) except the long modules it splits by test
+# function, and puts the longest first; `--no-loadscope-reorder` keeps that order (xdist would
+# otherwise sort by test count, and the longest modules, few tests each, ran last).
+# TEST_WORKERS overrides the number of workers.
+exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-3}" --dist loadgroup --no-loadscope-reorder "$@"

@@ -35,6 +35,8 @@ from tests.fixtures.postgres import (  # noqa: F401
 )
 from tests.fixtures.prefect_pool import applied_prefect_server
 
+# a throwaway Prefect server of its own (module fixture `pool_server`)
+pytestmark = pytest.mark.server
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 START, END = "2026-01-01", "2026-01-30"
 # lease (60 s) + the repossessor's loop (15 s) + our poll (2 s +- 25%), with slack for a busy CI
@@ -61,6 +63,7 @@ def worker_env(api_url: str, folder: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.xdist_group("test_crash_recovery.products")  # one server for both
 def test_apply_prefect_lists_one_limit_per_pipeline(pool_server: str) -> None:
     listing = subprocess.run(
         [str(Path(sys.executable).with_name("prefect")), "global-concurrency-limit", "ls"],
@@ -74,6 +77,7 @@ def test_apply_prefect_lists_one_limit_per_pipeline(pool_server: str) -> None:
         assert f"dlt-pipeline:{name}" in listing.stdout, listing.stdout
 
 
+@pytest.mark.xdist_group("test_crash_recovery.products")  # one server for both
 def test_products_run_waits_for_a_holder_and_starts_soon_after_it_is_killed(
     pool_server: str,
     products_database: ProductsDatabase,  # noqa: F811
