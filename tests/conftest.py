@@ -102,21 +102,28 @@ SERVER_FIXTURES = {
 NO_SERVERS_VAR = "DATA_PIPELINES_TESTS_NO_SERVERS"
 
 
-# --- How `make test` spreads the suite over its workers (`--dist loadgroup`) ------------------
+# --- How `make test` spreads the suite over its workers (`--dist loadscope`) ------------------
 #
 # Every module's tests stay on one worker (its module fixtures start once: a local stack, a
 # Prefect server of its own, the stand-ins), except in the modules below, whose tests are split
 # by test function: each function's tests (its parameters) stay together, and each worker that
 # runs one starts the module's fixtures for itself (a Prefect server: ~15 s, more when busy).
 # They are the long ones: lease waits, restarted servers, whole stacks in subprocesses; on one
-# worker each made a tail of minutes. A test's own `xdist_group` marker wins (to keep a short
-# test with a long one: one server start less).
+# worker each made a tail of minutes. (xdist's own `--dist loadgroup` cannot do this under
+# pytest 9: it renames items through `item._nodeid`, which pytest 9 no longer reads, so its
+# groups are silently ignored. The scheduler below groups by node id instead.)
 SPLIT_BY_FUNCTION = (
     "test_fencing_standin",
     "test_guard_server_faults",
     "test_crash_recovery",
     "test_benchmarks",
 )
+# A short test that rides with a long one of its module: one server start less.
+SAME_WORKER_AS = {
+    "test_crash_recovery.test_apply_prefect_lists_one_limit_per_pipeline": (
+        "test_crash_recovery.test_products_run_waits_for_a_holder_and_starts_soon_after_it_is_killed"
+    ),
+}
 # The longest groups first (measured with `--durations=0`, module fixtures included), so the
 # other workers fill in around them instead of waiting for them at the end; every other group
 # follows in collection order. Only the order depends on this list, never a result.
@@ -127,7 +134,7 @@ LONGEST_FIRST = (
     "test_guard_server_faults.test_a_restarted_server_loses_the_lease_and_the_next_run_starts_without_an_operator",
     "test_rehearsal",
     "test_crash_recovery.test_backfill_killed_mid_load_is_finished_by_another_worker_without_a_doubled_day",
-    "test_crash_recovery.products",
+    "test_crash_recovery.test_products_run_waits_for_a_holder_and_starts_soon_after_it_is_killed",
     "test_benchmarks.test_bench_run_guard_crash_recovery",
     "test_benchmarks.test_bench_latency",
     "test_guard_server_faults.test_a_killed_holder_is_never_named_and_its_flow_run_ends_crashed",
@@ -138,20 +145,15 @@ LONGEST_FIRST = (
 )
 
 
-def _module(item: pytest.Item) -> str:
-    return item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
-
-
-def _group(item: pytest.Item) -> str:
-    """The item's scheduling group: its own `xdist_group` marker's name, else its module's,
-    else (modules split by function) its module and function."""
-    module = _module(item)
-    own = item.get_closest_marker("xdist_group")
-    if own is not None:
-        return str(own.args[0] if own.args else own.kwargs["name"])
-    if module in SPLIT_BY_FUNCTION:
-        return f"{module}.{getattr(item, 'originalname', None) or item.name}"
-    return module
+def group_of(nodeid: str) -> str:
+    """A test's scheduling group, from its node id: its module, or in the modules split by
+    function its module and function (`tests/test_a.py::test_f[x]` -> `test_a.test_f`)."""
+    path, _, rest = nodeid.partition("::")
+    module = path.rsplit("/", 1)[-1].removesuffix(".py")
+    if module not in SPLIT_BY_FUNCTION:
+        return module
+    name = f"{module}.{rest.split('[', 1)[0].rsplit('::', 1)[-1]}"
+    return SAME_WORKER_AS.get(name, name)
 
 
 def _rank(group: str) -> int:
@@ -162,17 +164,25 @@ def _rank(group: str) -> int:
     return len(LONGEST_FIRST)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under `--dist loadscope` (scripts/test.sh): one unit of work per group, not per module."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return GroupScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    groups = {}
     for item in items:
         if SERVER_FIXTURES.keys() & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.server)
-        groups[item.nodeid] = group = _group(item)
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(group))
-    # stable: a group's tests stay in their order, and together
-    items.sort(key=lambda item: _rank(groups[item.nodeid]))
+    # longest groups first; stable, so a group's tests keep their order and stay together
+    items.sort(key=lambda item: _rank(group_of(item.nodeid)))
 
 
 class ServerInFastRun(RuntimeError):

@@ -63,7 +63,6 @@ def worker_env(api_url: str, folder: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.mark.xdist_group("test_crash_recovery.products")  # one server for both
 def test_apply_prefect_lists_one_limit_per_pipeline(pool_server: str) -> None:
     listing = subprocess.run(
         [str(Path(sys.executable).with_name("prefect")), "global-concurrency-limit", "ls"],
@@ -77,7 +76,6 @@ def test_apply_prefect_lists_one_limit_per_pipeline(pool_server: str) -> None:
         assert f"dlt-pipeline:{name}" in listing.stdout, listing.stdout
 
 
-@pytest.mark.xdist_group("test_crash_recovery.products")  # one server for both
 def test_products_run_waits_for_a_holder_and_starts_soon_after_it_is_killed(
     pool_server: str,
     products_database: ProductsDatabase,  # noqa: F811
