@@ -1,10 +1,13 @@
-.PHONY: demo test down bench bench-smoke bench-compare rehearse upgrade-check
+.PHONY: demo test test-fast down bench bench-smoke bench-compare rehearse upgrade-check
 
 demo:  ## set up and run the main job on the local default
 	scripts/demo.sh
 
-test:  ## set up and run the test suite
+test:  ## set up and run the test suite (everything; what CI runs)
 	scripts/test.sh
+
+test-fast:  ## the inner loop: every test that needs no server (PostgreSQL, Prefect, moto, stand-in)
+	scripts/test_fast.sh
 
 rehearse:  ## before your first production deploy: production, unchanged, on local stand-ins
 	scripts/rehearse.sh

@@ -103,6 +103,13 @@ STAGE_INFO_DEFAULTS: dict[str, Any] = {
     "isClientSideEncrypted": False,
 }
 
+# Session parameters the stand-in's login answer adds to fakesnow's. Snowflake's own telemetry
+# endpoint (/telemetry/send) does not exist here: with CLIENT_TELEMETRY_ENABLED on (Snowflake's
+# default), connector 5 batches in-band telemetry and logs "Failed to export telemetry" as a
+# WARNING for each batch it cannot send. A real account can switch it off the same way
+# (`ALTER ACCOUNT SET CLIENT_TELEMETRY_ENABLED = FALSE`); production keeps Snowflake's default.
+LOGIN_PARAMETERS: dict[str, Any] = {"CLIENT_TELEMETRY_ENABLED": False}
+
 # pipe name (upper case, fully qualified) -> its CREATE PIPE text; lives as long as the server
 PIPES: dict[str, str] = {}
 
@@ -410,7 +417,8 @@ def app() -> Any:
     answer, which fakesnow 0.11.20 leaves out ("Failed to login: Missing response field:
     master token"), and a PUT's stage info with its `region` ("Missing parameter in Snowflake
     response: stage info -> region"); connector 4 ignored their absence. Snowflake always
-    sends them.
+    sends them. The login answer also switches the connector's telemetry off
+    (`LOGIN_PARAMETERS`): the stand-in has no endpoint to receive it.
     """
     import json as json_module
     import secrets
@@ -430,6 +438,15 @@ def app() -> Any:
             data.setdefault("validityInSeconds", 3600)
             data.setdefault("masterValidityInSeconds", 14400)
             data.setdefault("sessionId", secrets.randbelow(2**31))
+        if answer.get("success"):
+            # no telemetry endpoint here: say so at login, as an account with
+            # CLIENT_TELEMETRY_ENABLED = FALSE does (see LOGIN_PARAMETERS)
+            given = {parameter.get("name") for parameter in data.get("parameters", [])}
+            data.setdefault("parameters", []).extend(
+                {"name": name, "value": value}
+                for name, value in LOGIN_PARAMETERS.items()
+                if name not in given
+            )
         return JSONResponse(answer, status_code=response.status_code)
 
     async def query(request: Request) -> Any:

@@ -6,7 +6,10 @@ scripts/setup.sh
 echo "lint: ruff check + format --check"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-# Two workers, one test file each at a time (`--dist loadfile`: a file's module fixtures, e.g.
-# the rehearsal's stand-ins, stay on one worker); most end-to-end tests wait on leases and
-# servers, so two overlap well on two cores.
-exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"
+# Three workers on two cores: the end-to-end tests mostly wait (leases, servers, flow runs), so
+# a third worker overlaps those waits. `--dist loadscope` with tests/conftest.py's scheduler:
+# each module's tests stay on one worker (its module fixtures start once) except the long
+# modules it splits by test function, and the longest groups go first; `--no-loadscope-reorder`
+# keeps that order (xdist would otherwise sort by test count, and the longest modules, a few
+# tests each, ran last). TEST_WORKERS overrides the number of workers.
+exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-3}" --dist loadscope --no-loadscope-reorder "$@"

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+# each benchmark starts its parts (PostgreSQL, a Prefect server) in its own subprocess
+pytestmark = pytest.mark.server
 ROOT = Path(__file__).resolve().parent.parent
 # what a user's shell (or another test) may have set that would point a benchmark elsewhere
 ISOLATE = ("PREFECT_API_URL", "PREFECT_HOME", "DATA_PIPELINES_DATA_DIR", "PYTHONPATH")

@@ -35,6 +35,8 @@ from tests.fixtures.postgres import (  # noqa: F401
 )
 from tests.fixtures.prefect_pool import applied_prefect_server
 
+# a throwaway Prefect server of its own (module fixture `pool_server`)
+pytestmark = pytest.mark.server
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 START, END = "2026-01-01", "2026-01-30"
 # lease (60 s) + the repossessor's loop (15 s) + our poll (2 s +- 25%), with slack for a busy CI

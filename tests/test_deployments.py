@@ -23,6 +23,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from dev_stack import postgres, stack
 from infra import prefect_setup
 
+# the whole local stack (PostgreSQL, a Prefect server, a worker) in a module fixture
+pytestmark = pytest.mark.server
 FLOW_RUN_ID = re.compile(r"UUID:\s*([0-9a-f-]{36})")
 
 

@@ -73,7 +73,9 @@ def test_a_holder_that_lost_its_slot_mid_load_is_fenced_and_products_equals_the_
     gate = stand_ins.data_dir.parent / "staging.gate"
     held = gate.with_name(gate.name + ".held")
     held.unlink(missing_ok=True)
-    gate.touch()
+    # hold only the holder's own staging load (its token is the next one): the newer run's
+    # load passes (an empty gate held it too, until the gate's own 120 s limit let it go)
+    gate.write_text(rf'APPLICATION_DATA_STAGING_{products_token(stand_ins) + 1}"?\.')
     log = tmp_path / "stale.log"
     try:
         stale = start_production(

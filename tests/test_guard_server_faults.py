@@ -26,7 +26,10 @@ from dev_stack.prefect_server import PrefectServerProcess, restartable_prefect_s
 from environments.run_guard import LEASE_SECONDS, holder_variable
 from infra.prefect_setup import ensure_pipeline_concurrency_limits
 from pipelines.names import pipeline_concurrency_tag
+from tests.fixtures.prefect_pool import QUICK_REPOSSESSOR
 
+# a restartable Prefect server of its own (module fixture `server`)
+pytestmark = pytest.mark.server
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # What an operator may expect after a restart: the lease, plus a minute.
 RESTART_BOUND_SECONDS = LEASE_SECONDS + 60
@@ -70,7 +73,7 @@ with prefect_run_guard(sys.argv[1], api_url=sys.argv[2]):
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[PrefectServerProcess]:
-    with restartable_prefect_server() as server, client_of(server):
+    with restartable_prefect_server(QUICK_REPOSSESSOR) as server, client_of(server):
         ensure_pipeline_concurrency_limits()
         yield server
 

@@ -7,6 +7,7 @@ HTTP 500s for minutes (`data-pipelines apply snowflake` once hung 300 s on fakes
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
@@ -47,6 +48,7 @@ def test_the_standin_environment_passes_its_self_test() -> None:
     assert "can serve [fakesnow 0.11.20" in result.stdout
 
 
+@pytest.mark.server  # starts the stand-in (with an interpreter it cannot serve from)
 def test_a_standin_that_cannot_serve_fails_in_seconds_with_one_line(tmp_path: Path) -> None:
     """The project's own interpreter has no fakesnow: the stand-in exits before it listens
     and the launcher raises with the stand-in's own line naming the cause."""
@@ -103,6 +105,7 @@ def test_an_internal_error_is_a_sql_error_at_once_not_an_http_500(
     assert "missing.jsonl" in str(failure.value)
 
 
+@pytest.mark.server  # starts a stand-in of its own
 def test_the_self_test_leaves_the_servers_own_settings_in_force(tmp_path: Path) -> None:
     """The start-up self-test patches fakesnow too; `--mirror` (and the test hooks) must still
     hold for what the server then serves: an S3 stage reads from the mirror folder."""
@@ -121,3 +124,32 @@ def test_the_self_test_leaves_the_servers_own_settings_in_force(tmp_path: Path) 
         server.terminate()
         server.wait(timeout=20)
     assert urls == [f"{(mirror / 'bucket' / 'exchange-rates').as_uri()}/"]
+
+
+def test_a_connector_with_its_defaults_logs_no_telemetry_warning(
+    snowflake_standin: SnowflakeStandIn,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The stand-in has no telemetry endpoint; connector 5 logged "Failed to export telemetry"
+    (a WARNING) for every batch it could not send, in every production run of the rehearsal.
+    Its login answer switches telemetry off (`snowflake_standin.LOGIN_PARAMETERS`), so a
+    connection with the connector's defaults, as dlt opens one, stays quiet."""
+    import snowflake.connector
+
+    caplog.set_level(logging.WARNING, logger="snowflake.connector")
+    connection = snowflake.connector.connect(
+        user="TEST",
+        password="test",
+        account="standin",
+        host="127.0.0.1",
+        port=snowflake_standin.port,
+        protocol="http",
+    )
+    try:
+        cursor = connection.cursor()
+        for statement in ("select 1", "select 2", "show databases"):
+            cursor.execute(statement).fetchall()
+    finally:
+        connection.close()
+    telemetry = [r.getMessage() for r in caplog.records if "telemetry" in r.getMessage().lower()]
+    assert not telemetry, telemetry
