@@ -43,7 +43,7 @@ UPGRADE_CHECK_TESTS = tests/test_snowflake_sql.py tests/test_snowflake_standin.p
 	tests/test_exchange_rates.py tests/test_products.py tests/test_products_types.py \
 	tests/test_oxr_data_contract.py tests/test_oxr_client.py tests/test_architecture.py \
 	tests/test_platform_files.py tests/test_environment.py tests/test_retry_policy.py \
-	tests/test_runner.py tests/test_dlt_patches.py
+	tests/test_runner.py tests/test_dlt_patches.py tests/test_runbooks.py
 
 upgrade-check:  ## newest allowed versions in a scratch copy + venv: packages moved, fast tests (uv.lock untouched)
 	scripts/setup.sh
