@@ -47,6 +47,11 @@ BACKFILLS = (("2026-02-01", "2026-02-10"), ("2026-02-06", "2026-02-15"))
 FILLS_PRODUCTS_STAGING = r'^\s*COPY\s+INTO\s+"?APPLICATION_DATA_STAGING(_\d+)?"?\."?PRODUCTS"?'
 # The longest a scenario holds its first run for the others (the gate opens itself at 120 s).
 OVERLAP_SECONDS = 100.0
+# The longest the backfill scenario waits for the deployment's run to start loading before the
+# CLI's run goes: a worker's run clones the commit and installs its packages first (60-100 s
+# when the machine is busy: with 100 s the CLI went first, nothing overlapped and the scenario
+# failed). Returns as soon as the run holds the guard.
+START_SECONDS = 300.0
 SLOW_OXR_SECONDS = 2.0
 
 
@@ -243,7 +248,7 @@ def backfills_overlap(stand_ins: StandIns, env: dict[str, str], folder: Path) ->
                 "exchange-rates-backfill/production",
                 {"start_date": first_start, "end_date": first_end},
             )
-            _wait_holding(client, deployed, EXCHANGE_RATES_PIPELINE, OVERLAP_SECONDS)
+            _wait_holding(client, deployed, EXCHANGE_RATES_PIPELINE, START_SECONDS)
             cli = _cli(env, folder / "cli-backfill", "backfill", second_start, second_end)
             _until(lambda: cli.waiting() or cli.process.poll() is not None, OVERLAP_SECONDS)
     finally:
