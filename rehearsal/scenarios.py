@@ -52,7 +52,10 @@ OVERLAP_SECONDS = 100.0
 # when the machine is busy: with 100 s the CLI went first, nothing overlapped and the scenario
 # failed). Returns as soon as the run holds the guard.
 START_SECONDS = 300.0
-SLOW_OXR_SECONDS = 2.0
+# Each OXR answer's delay while the first backfill holds its pipeline, until the CLI's waits:
+# long enough that the first run still loads when the CLI (10-15 s to start on a busy machine)
+# asks; at 2 s the first run had finished by then, nothing overlapped and the scenario failed.
+SLOW_OXR_SECONDS = 8.0
 
 
 @dataclass
